@@ -1,0 +1,235 @@
+"""Stability to SGD noise: the instability analysis of Frankle et al. 2020.
+
+For each network and each rewind step k (0 and a geometric ladder up to ~10% of training),
+train a parent from ``init_seed``, spawn two children from its step-k checkpoint that differ
+only in ``noise_seed`` (data order), train both to the end, and measure the test error and
+loss barriers on the line between them. Replicates use different init seeds. A network is
+*stable* at k when its mean error barrier is below 2% (the paper's threshold).
+
+    python analyses/stability.py --scale demo     # MNIST-1D, about a minute on 2 cores
+    python analyses/stability.py --scale full     # + Fashion-MNIST networks, ~20 minutes
+
+Writes ``barriers.csv`` (one row per network, k, replicate), ``interpolation.csv`` (one row
+per alpha too) and the figures ``barrier_vs_rewind`` and ``interpolation`` (PDF and PNG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from landscape.analysis import interpolate
+from landscape.analysis.interpolate import has_batchnorm
+from landscape.data import get_dataset
+from landscape.io import write_rows
+from landscape.plot import barrier_vs_rewind, interpolation_curves, save_figure
+from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
+from landscape.train import spawn
+
+log = logging.getLogger("stability")
+STABLE = 0.02  # Frankle et al. 2020: "stable" when the error barrier is within 2%
+NOISE_SEEDS = (1, 2)  # the two children; the parent trains with noise_seed 0
+
+
+@dataclass(frozen=True)
+class Network:
+    """One row of the study: a label, the parent's spec, and the rewind steps to test."""
+
+    label: str
+    spec: RunSpec
+    ladder: tuple[int, ...]
+
+
+def _mnist1d_conv(steps: int, ladder: tuple[int, ...]) -> Network:
+    return Network(
+        "conv1d / MNIST-1D",
+        RunSpec(
+            data=DataSpec("mnist1d"),
+            model=ModelSpec("conv1d"),
+            train=TrainSpec(
+                lr=0.05,
+                momentum=0.9,
+                weight_decay=5e-4,
+                schedule="cosine",
+                warmup_steps=steps // 20,
+                steps=steps,
+                batch_size=100,
+            ),
+        ),
+        ladder,
+    )
+
+
+def networks(scale: str) -> list[Network]:
+    """The study's networks at ``scale`` (``ci``, ``demo`` or ``full``)."""
+    if scale == "ci":
+        return [_mnist1d_conv(160, (0, 4, 16))]
+    if scale == "demo":
+        return [_mnist1d_conv(1200, (0, 15, 30, 60, 120))]
+    fashion = DataSpec("fashion-mnist")
+    return [
+        _mnist1d_conv(3000, (0, 20, 40, 80, 160, 300)),
+        Network(
+            "LeNet-300-100 / Fashion-MNIST",
+            RunSpec(
+                data=fashion,
+                model=ModelSpec("lenet300-100"),
+                train=TrainSpec(
+                    lr=0.05,
+                    momentum=0.9,
+                    weight_decay=1e-4,
+                    schedule="cosine",
+                    steps=1500,
+                    batch_size=128,
+                ),
+            ),
+            (0, 10, 25, 50, 100, 150),
+        ),
+        Network(
+            "ConvNet-BN / Fashion-MNIST",
+            RunSpec(
+                data=fashion,
+                model=ModelSpec("convnet", {"depth": 2, "width": 16, "norm": "batch"}),
+                train=TrainSpec(
+                    lr=0.05,
+                    momentum=0.9,
+                    weight_decay=5e-4,
+                    schedule="cosine",
+                    warmup_steps=50,
+                    steps=1000,
+                    batch_size=128,
+                ),
+            ),
+            (0, 10, 25, 50, 100),
+        ),
+    ]
+
+
+def run_network(
+    net: Network, replicates: int, runs: Path, device: torch.device
+) -> tuple[list[dict], list[dict]]:
+    """Train every parent and child of one network; return barrier rows and curve rows."""
+    train_split = get_dataset(net.spec.data.name, net.spec.data.root, split="train")
+    test_split = get_dataset(net.spec.data.name, net.spec.data.root, split="test")
+    train_d, test_d = train_split.to(device), test_split.to(device)
+    barrier_rows, curve_rows = [], []
+    for replicate in range(replicates):
+        parent = replace(
+            net.spec,
+            seeds=Seeds(init_seed=replicate, noise_seed=0),
+            train=replace(net.spec.train, checkpoint_steps=net.ladder),
+        )
+        for k in net.ladder:
+            start = time.perf_counter()
+            a, b = spawn(
+                parent,
+                k,
+                NOISE_SEEDS,
+                runs,
+                data=(train_split, test_split),
+                device=device,
+                progress=False,
+            )
+            model_a, model_b = a.load_model(device=device), b.load_model(device=device)
+            bn = has_batchnorm(model_a)
+            res = interpolate(model_a, model_b, test_d, train_data=train_d if bn else None)
+            keys = {"network": net.label, "rewind_step": k, "replicate": replicate}
+            barrier_rows.append(
+                {
+                    **keys,
+                    "steps": net.spec.train.steps,
+                    "error_barrier": res.error_barrier,
+                    "loss_barrier": res.loss_barrier,
+                    "error_barrier_linear": res.error_barrier_linear,
+                    "loss_barrier_linear": res.loss_barrier_linear,
+                    "error_a": res.error[0],
+                    "error_b": res.error[-1],
+                    "bn_reset": res.bn_reset,
+                }
+            )
+            curve_rows += res.rows(**keys)
+            log.info(
+                "%s k=%d replicate %d: error barrier %.4f (%.1f s)",
+                net.label,
+                k,
+                replicate,
+                res.error_barrier,
+                time.perf_counter() - start,
+            )
+    return barrier_rows, curve_rows
+
+
+def summarize(barrier_rows: list[dict]) -> list[str]:
+    """Lines saying the mean error barrier per k and where each network becomes stable."""
+    import pandas as pd
+
+    frame = pd.DataFrame(barrier_rows)
+    lines = []
+    for label, group in frame.groupby("network", sort=False):
+        stats = group.groupby("rewind_step")["error_barrier"].agg(["mean", "std"])
+        cells = [
+            f"k={k}: {100 * m:.2f}±{100 * (0 if s != s else s):.2f}%"
+            for k, (m, s) in stats.iterrows()
+        ]
+        stable = [k for k, m in stats["mean"].items() if m < STABLE]
+        verdict = f"stable from k={stable[0]}" if stable else "not stable at any tested k"
+        if stable and any(m >= STABLE for k, m in stats["mean"].items() if k > stable[0]):
+            verdict += " (not at every later k)"
+        lines.append(f"{label}: {verdict}; error barrier " + ", ".join(cells))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=["ci", "demo", "full"], default="demo")
+    parser.add_argument("--replicates", type=int, default=3, help="init seeds per network")
+    parser.add_argument("--runs", default="runs", help="runs root (reused across calls)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder for CSVs and figures (default: figures/stability for "
+        "--scale full, results/stability-<scale> otherwise)",
+    )
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
+    log.setLevel(logging.INFO)
+    out = Path(
+        args.out
+        or ("figures/stability" if args.scale == "full" else f"results/stability-{args.scale}")
+    )
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    start = time.perf_counter()
+    barrier_rows, curve_rows = [], []
+    for net in networks(args.scale):
+        b, c = run_network(net, args.replicates, Path(args.runs), device)
+        barrier_rows += b
+        curve_rows += c
+    table = write_rows(out / "barriers.csv", barrier_rows)
+    write_rows(out / "interpolation.csv", curve_rows)
+    figures = save_figure(barrier_vs_rewind(barrier_rows), out / "barrier_vs_rewind")
+    ladders = {n.label: n.ladder for n in networks(args.scale)}
+    shown = [r for r in curve_rows if r["rewind_step"] in _chosen(ladders[r["network"]])]
+    figures += save_figure(interpolation_curves(shown), out / "interpolation")
+
+    print("\n".join(summarize(barrier_rows)))
+    print(f"table:   {table}")
+    print(f"figures: {', '.join(str(f) for f in figures)}")
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _chosen(ladder: tuple[int, ...]) -> tuple[int, ...]:
+    """The rewind steps whose curves are drawn: the first, a middle one and the last."""
+    return tuple(dict.fromkeys((ladder[0], ladder[len(ladder) // 2], ladder[-1])))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,261 @@
+"""Thin argparse shell: one subcommand per library entry point.
+
+Arguments are parsed here and nowhere else; every subcommand calls a library function with
+plain Python values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from landscape.errors import LandscapeError
+
+
+def _value(text: str) -> Any:
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, ``"[1,2]"`` -> [1, 2], else text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _key_values(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise LandscapeError(f"--model-arg expects KEY=VALUE, got {item!r}")
+        out[key] = _value(text)
+    return out
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.replace(",", " ").split())
+    except ValueError:
+        raise LandscapeError(f"expected integers separated by commas, got {text!r}") from None
+
+
+def _add_model_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model name (see `landscape list`)")
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra model constructor argument, repeatable (e.g. width=2)",
+    )
+    p.add_argument("--data", required=True, help="dataset name (see `landscape list`)")
+    p.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if any)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="landscape",
+        description="Loss landscapes and mode connectivity of sparse neural networks.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a run (reused if it exists, resumed if cut short)")
+    _add_model_data(t)
+    t.add_argument("--augment", default="", help="comma-separated: crop,flip")
+    t.add_argument("--steps", type=int, default=1000)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    t.add_argument("--lr", type=float, default=0.1)
+    t.add_argument("--momentum", type=float, default=0.9)
+    t.add_argument("--weight-decay", type=float, default=5e-4)
+    t.add_argument("--schedule", default="cosine", choices=["constant", "cosine", "linear", "step"])
+    t.add_argument("--milestones", type=_ints, default=())
+    t.add_argument("--warmup-steps", type=int, default=0)
+    t.add_argument("--eval-every", type=int, default=0)
+    t.add_argument(
+        "--checkpoint-steps",
+        type=_ints,
+        default=(),
+        help="steps to keep besides 0 and the last, e.g. 0,50,100",
+    )
+    t.add_argument("--init-seed", type=int, default=0)
+    t.add_argument("--noise-seed", type=int, default=0)
+    t.add_argument("--runs", default=None, help="runs root (default $LANDSCAPE_RUNS or ./runs)")
+
+    s = sub.add_parser("spawn", help="children of a run's checkpoint with other noise seeds")
+    s.add_argument("run", help="the parent run's directory")
+    s.add_argument("--step", type=int, required=True, help="the parent's step to branch from")
+    s.add_argument("--noise-seeds", type=_ints, required=True, help="e.g. 1,2")
+    s.add_argument("--device", default=None)
+
+    i = sub.add_parser("interpolate", help="loss/error on the line between two checkpoints")
+    i.add_argument("ckpt_a")
+    i.add_argument("ckpt_b")
+    _add_model_data(i)
+    i.add_argument("--split", default="test", choices=["train", "test"])
+    i.add_argument("--points", type=int, default=21)
+    i.add_argument(
+        "--bn-reset",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recompute BatchNorm statistics on the train split at each alpha "
+        "(default: on for BatchNorm models)",
+    )
+    i.add_argument("--json", default=None, help="write the result here (default: stdout)")
+
+    pl = sub.add_parser("plot", help="render a figure from a CSV of result rows")
+    pl.add_argument("kind", choices=["barrier", "interpolation"])
+    pl.add_argument("rows", help="CSV written by a study or `landscape interpolate --csv`")
+    pl.add_argument("--out", required=True, help="output stem; writes STEM.pdf and STEM.png")
+    pl.add_argument("--metric", default="error", choices=["error", "loss"])
+
+    sub.add_parser("list", help="list the registered models and datasets")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
+    from landscape.train import train
+
+    spec = RunSpec(
+        data=DataSpec(
+            name=args.data,
+            augment=tuple(a for a in args.augment.split(",") if a),
+            root=args.data_root,
+        ),
+        model=ModelSpec(name=args.model, kwargs=_key_values(args.model_arg)),
+        train=TrainSpec(
+            optimizer=args.optimizer,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            schedule=args.schedule,
+            milestones=args.milestones,
+            warmup_steps=args.warmup_steps,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            eval_every=args.eval_every,
+            checkpoint_steps=args.checkpoint_steps,
+        ),
+        seeds=Seeds(init_seed=args.init_seed, noise_seed=args.noise_seed),
+    )
+    run = train(spec, args.runs, device=args.device)
+    print(run.dir)
+    return 0
+
+
+def _spawn(args: argparse.Namespace) -> int:
+    from landscape.io import read_json
+    from landscape.specs import RunSpec
+    from landscape.train import spawn
+
+    run_dir = Path(args.run)
+    record = read_json(run_dir / "spec.json")
+    if record.get("controllers"):
+        raise LandscapeError(
+            f"{run_dir} was trained under controllers {record['controllers']}; spawn it from "
+            f"Python with landscape.train.spawn(..., controllers_factory=...)"
+        )
+    parent = RunSpec.from_dict(record["spec"])
+    for child in spawn(parent, args.step, args.noise_seeds, run_dir.parent, device=args.device):
+        print(child.dir)
+    return 0
+
+
+def _interpolate(args: argparse.Namespace) -> int:
+    import torch
+
+    from landscape.analysis import interpolate
+    from landscape.data import get_dataset
+    from landscape.io import load_weights, write_json
+    from landscape.models import create_model
+
+    data = get_dataset(args.data, args.data_root, split=args.split)
+    info = data.info
+    kwargs = _key_values(args.model_arg)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    models = []
+    for path in (args.ckpt_a, args.ckpt_b):
+        model = create_model(
+            args.model, num_classes=info.num_classes, in_shape=tuple(info.in_shape), **kwargs
+        )
+        models.append(load_weights(model, path).to(device))
+    train_data = None
+    if args.bn_reset is not False:
+        from landscape.analysis.interpolate import has_batchnorm
+
+        if has_batchnorm(models[0]):
+            train_data = (
+                data
+                if args.split == "train"
+                else get_dataset(args.data, args.data_root, split="train")
+            )
+    result = interpolate(
+        models[0],
+        models[1],
+        data.to(device),
+        points=args.points,
+        bn_reset=args.bn_reset,
+        train_data=train_data,
+    )
+    out = result.to_dict()
+    if args.json:
+        write_json(args.json, out)
+        print(
+            f"wrote {args.json}: error barrier {result.error_barrier:.4f}, "
+            f"loss barrier {result.loss_barrier:.4f}"
+        )
+    else:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from landscape.io import read_rows
+    from landscape.plot import barrier_vs_rewind, interpolation_curves, save_figure
+
+    rows = read_rows(args.rows)
+    if args.kind == "barrier":
+        fig = barrier_vs_rewind(rows, barrier=f"{args.metric}_barrier")
+    else:
+        fig = interpolation_curves(rows, metric=args.metric)
+    for path in save_figure(fig, args.out):
+        print(path)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from landscape.data import list_datasets
+    from landscape.models import list_models
+
+    print("models:   " + ", ".join(list_models()) + ", tv:<any torchvision classifier>")
+    print("datasets: " + ", ".join(list_datasets()))
+    return 0
+
+
+COMMANDS = {
+    "train": _train,
+    "spawn": _spawn,
+    "interpolate": _interpolate,
+    "plot": _plot,
+    "list": _list,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; user errors print one line and exit with status 2."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except LandscapeError as err:
+        print(f"landscape {args.command}: error: {err}", file=sys.stderr)
+        return 2

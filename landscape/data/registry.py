@@ -1,0 +1,209 @@
+"""The dataset registry: a name -> loader map, and the tensors-plus-metadata it hands out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from landscape.errors import LandscapeError
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and an analysis need to know about a dataset.
+
+    Attributes:
+        name: registry name, e.g. ``"cifar10"``.
+        num_classes: number of labels; labels are ``0 .. num_classes - 1``.
+        in_shape: shape of one example, e.g. ``(1, 40)``, ``(1, 28, 28)``, ``(3, 32, 32)``.
+        mean: per-channel mean of the raw training inputs (images scaled to [0, 1]).
+        std: per-channel standard deviation of the raw training inputs.
+        classes: human-readable label names, ``len(classes) == num_classes``.
+        augment: augmentations that make sense for this data (``"crop"``, ``"flip"``).
+    """
+
+    name: str
+    num_classes: int
+    in_shape: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...]
+    augment: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        channels = self.in_shape[0] if self.in_shape else 0
+        if len(self.mean) != channels or len(self.std) != channels:
+            raise LandscapeError(
+                f"DatasetInfo({self.name!r}): mean/std need one value per channel "
+                f"({channels}), got {len(self.mean)} and {len(self.std)}"
+            )
+        if any(s <= 0 for s in self.std):
+            raise LandscapeError(f"DatasetInfo({self.name!r}): std must be positive: {self.std}")
+        if len(self.classes) != self.num_classes:
+            raise LandscapeError(
+                f"DatasetInfo({self.name!r}): {len(self.classes)} class names for "
+                f"{self.num_classes} classes"
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """One split of a dataset, held as two tensors.
+
+    ``eq=False`` because element-wise tensor comparison has no single truth value; compare
+    ``x`` and ``y`` with ``torch.equal`` instead.
+
+    Attributes:
+        x: inputs, float32, shape ``(N, *info.in_shape)``.
+        y: labels, int64, shape ``(N,)``.
+        info: the dataset's metadata.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    info: DatasetInfo
+
+    def __post_init__(self) -> None:
+        if self.x.dtype != torch.float32 or self.y.dtype != torch.int64:
+            raise LandscapeError(
+                f"Split({self.info.name!r}) needs float32 x and int64 y, "
+                f"got {self.x.dtype} and {self.y.dtype}"
+            )
+        if tuple(self.x.shape[1:]) != tuple(self.info.in_shape) or self.y.shape != (
+            self.x.shape[0],
+        ):
+            raise LandscapeError(
+                f"Split({self.info.name!r}): x has shape {tuple(self.x.shape)} and y "
+                f"{tuple(self.y.shape)}; expected (N, *{self.info.in_shape}) and (N,)"
+            )
+        if self.x.device != self.y.device:
+            raise LandscapeError(
+                f"Split({self.info.name!r}): x is on {self.x.device} but y on {self.y.device}"
+            )
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        """The device both tensors live on."""
+        return self.x.device
+
+    def to(self, device: torch.device | str) -> Split:
+        """Return a copy of this split with both tensors on ``device``."""
+        return replace(self, x=self.x.to(device), y=self.y.to(device))
+
+
+Loader = Callable[[Path | None, str], tuple[np.ndarray, np.ndarray, DatasetInfo]]
+_REGISTRY: dict[str, Loader] = {}
+
+
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    """Register ``fn(root, split) -> (x_raw, y, info)`` under ``name``.
+
+    The loader returns raw inputs (images scaled to [0, 1], float32, ``(N, *in_shape)``),
+    int64 labels ``(N,)`` and the :class:`DatasetInfo`. ``root`` is ``None`` when the
+    caller gave none; the loader then applies its own default search.
+    """
+
+    def decorator(fn: Loader) -> Loader:
+        if name in _REGISTRY:
+            raise LandscapeError(f"dataset {name!r} is registered twice; pick another name")
+        _REGISTRY[name] = fn
+        return fn
+
+    return decorator
+
+
+def list_datasets() -> list[str]:
+    """Names of every registered dataset, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_dataset(
+    name: str,
+    root: str | os.PathLike | None = None,
+    split: str = "train",
+    normalize: bool = True,
+) -> Split:
+    """Load one split of a registered dataset as CPU tensors.
+
+    Args:
+        name: a name from :func:`list_datasets`.
+        root: where the files are; ``None`` lets the loader search its defaults
+            (``$LANDSCAPE_DATA``, system packages, ``~/data``).
+        split: ``"train"`` or ``"test"``.
+        normalize: return ``(x - mean) / std`` per channel; ``False`` returns raw inputs
+            (images in [0, 1]), which image corruptions need.
+
+    Returns:
+        The split: ``x`` float32 ``(N, *info.in_shape)``, ``y`` int64 ``(N,)``.
+
+    Raises:
+        LandscapeError: unknown name or split, missing or corrupt files.
+    """
+    if name not in _REGISTRY:
+        raise LandscapeError(
+            f"unknown dataset {name!r}; valid names are: {', '.join(list_datasets())}"
+        )
+    if split not in SPLITS:
+        raise LandscapeError(f"unknown split {split!r} for {name!r}; use one of {SPLITS}")
+    path = None if root is None else Path(root).expanduser()
+    x_raw, y_raw, info = _REGISTRY[name](path, split)
+    x = torch.as_tensor(np.ascontiguousarray(x_raw), dtype=torch.float32)
+    y = torch.as_tensor(np.ascontiguousarray(y_raw), dtype=torch.int64)
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= info.num_classes):
+        raise LandscapeError(
+            f"{name} ({split}): labels span {int(y.min())}..{int(y.max())} but the dataset "
+            f"has {info.num_classes} classes; its files are corrupt, fetch them again"
+        )
+    if normalize:
+        x = _normalize(x, info)
+    return Split(x=x, y=y, info=info)
+
+
+def normalize(x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
+    """Standardise each channel with the dataset's training statistics.
+
+    Args:
+        x: raw inputs ``(N, C, ...)`` with ``C == len(info.mean)``; any trailing dims.
+        info: the dataset whose ``mean``/``std`` to use.
+
+    Returns:
+        ``(x - mean[c]) / std[c]``, same shape, dtype and device as ``x``.
+    """
+    return _normalize(x, info)
+
+
+def denormalize(x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
+    """Undo :func:`normalize`: ``x * std[c] + mean[c]``, shape ``(N, C, ...)`` kept."""
+    mean, std = _channel_stats(x, info)
+    return x * std + mean
+
+
+def _normalize(x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
+    mean, std = _channel_stats(x, info)
+    return (x - mean) / std
+
+
+def _channel_stats(x: torch.Tensor, info: DatasetInfo) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as ``(C, 1, ..., 1)`` tensors that broadcast over ``(N, C, ...)``."""
+    channels = len(info.mean)
+    if not x.is_floating_point():
+        raise LandscapeError(f"normalize: expected floating-point inputs, got {x.dtype}")
+    if x.dim() < 2 or x.shape[1] != channels:
+        raise LandscapeError(
+            f"normalize: expected inputs of shape (N, {channels}, ...) for {info.name!r}, "
+            f"got {tuple(x.shape)}"
+        )
+    view = (channels,) + (1,) * (x.dim() - 2)
+    mean = torch.tensor(info.mean, dtype=x.dtype, device=x.device).view(view)
+    std = torch.tensor(info.std, dtype=x.dtype, device=x.device).view(view)
+    return mean, std

@@ -1,0 +1,16 @@
+"""Figure functions: result rows -> matplotlib Figure, in one house style."""
+
+from landscape.plot.curves import as_frame, band_plot, barrier_vs_rewind, interpolation_curves
+from landscape.plot.style import COLUMN_WIDTH, FULL_WIDTH, apply_style, new_figure, save_figure
+
+__all__ = [
+    "COLUMN_WIDTH",
+    "FULL_WIDTH",
+    "apply_style",
+    "as_frame",
+    "band_plot",
+    "barrier_vs_rewind",
+    "interpolation_curves",
+    "new_figure",
+    "save_figure",
+]

@@ -1,0 +1,127 @@
+"""Curves with a mean +- std band over replicates, and the stability figures built on them.
+
+Every function takes tidy rows (a list of dicts or a DataFrame) and returns a Figure; none
+computes anything beyond grouping and averaging what it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from landscape.errors import LandscapeError
+from landscape.plot.style import COLUMN_WIDTH, FULL_WIDTH, new_figure
+
+
+def as_frame(rows: Any, columns: Sequence[str]) -> pd.DataFrame:
+    """Rows as a DataFrame; :class:`LandscapeError` if a needed column is missing."""
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise LandscapeError(f"rows lack the column(s) {missing}; they have {list(frame.columns)}")
+    if frame.empty:
+        raise LandscapeError("no rows to plot")
+    return frame
+
+
+def band_plot(
+    ax: plt.Axes,
+    rows: Any,
+    x: str,
+    y: str,
+    hue: str | None = None,
+    *,
+    scale: float = 1.0,
+    marker: str | None = "o",
+    hue_order: Sequence[Any] | None = None,
+) -> plt.Axes:
+    """Mean of ``y`` against ``x`` per ``hue``, with a band of +- one std over replicates.
+
+    Replicates are the rows that share ``x`` and ``hue``; the std is the sample std
+    (ddof=1), and no band is drawn where there is a single replicate.
+    """
+    frame = as_frame(rows, [x, y] + ([hue] if hue else []))
+    groups = [(None, frame)] if hue is None else list(frame.groupby(hue, sort=True))
+    if hue_order is not None:
+        order = {h: i for i, h in enumerate(hue_order)}
+        groups.sort(key=lambda g: order.get(g[0], len(order)))
+    colors = sns.color_palette(n_colors=max(1, len(groups)))
+    for color, (label, group) in zip(colors, groups):
+        stats = group.groupby(x)[y].agg(["mean", "std", "count"]).sort_index()
+        mean = stats["mean"] * scale
+        std = stats["std"].fillna(0.0) * scale
+        ax.plot(
+            stats.index,
+            mean,
+            marker=marker,
+            markersize=3,
+            color=color,
+            label=None if label is None else str(label),
+        )
+        if (stats["count"] > 1).any():
+            ax.fill_between(stats.index, mean - std, mean + std, color=color, alpha=0.25, lw=0)
+    if hue is not None:
+        ax.legend(title=hue.replace("_", " "))
+    return ax
+
+
+def barrier_vs_rewind(
+    rows: Any,
+    *,
+    barrier: str = "error_barrier",
+    panel: str = "network",
+    percent: bool = True,
+) -> plt.Figure:
+    """Frankle et al. 2020 Fig. 3 style: barrier against the step children branch from.
+
+    Args:
+        rows: one row per (network, rewind_step, replicate) with a ``barrier`` column.
+        barrier: which barrier column to draw.
+        panel: one panel per value of this column.
+        percent: draw error barriers in percent.
+    """
+    frame = as_frame(rows, ["rewind_step", barrier, panel])
+    panels = list(dict.fromkeys(frame[panel]))
+    fig, axes = new_figure(len(panels), width=min(FULL_WIDTH, COLUMN_WIDTH * len(panels)))
+    scale = 100.0 if percent and "error" in barrier else 1.0
+    for ax, name in zip(axes, panels):
+        sub = frame[frame[panel] == name]
+        band_plot(ax, sub, "rewind_step", barrier, scale=scale)
+        ax.set_xscale("symlog", linthresh=max(1, _smallest_positive(sub["rewind_step"])))
+        ax.set_title(str(name))
+        ax.set_xlabel("rewind step k")
+        ax.axhline(2.0 if scale == 100.0 else 0.0, color="0.5", lw=0.8, ls="--")
+    axes[0].set_ylabel(barrier.replace("_", " ") + (" (%)" if scale == 100.0 else ""))
+    fig.tight_layout()
+    return fig
+
+
+def interpolation_curves(
+    rows: Any,
+    *,
+    metric: str = "error",
+    hue: str = "rewind_step",
+    panel: str = "network",
+    percent: bool = True,
+) -> plt.Figure:
+    """Error (or loss) along the line between two children, one curve per ``hue`` value."""
+    frame = as_frame(rows, ["alpha", metric, hue, panel])
+    panels = list(dict.fromkeys(frame[panel]))
+    fig, axes = new_figure(len(panels), width=min(FULL_WIDTH, COLUMN_WIDTH * len(panels)))
+    scale = 100.0 if percent and metric == "error" else 1.0
+    for ax, name in zip(axes, panels):
+        band_plot(ax, frame[frame[panel] == name], "alpha", metric, hue, scale=scale, marker=None)
+        ax.set_title(str(name))
+        ax.set_xlabel("interpolation alpha")
+    axes[0].set_ylabel(f"test {metric}" + (" (%)" if scale == 100.0 else ""))
+    fig.tight_layout()
+    return fig
+
+
+def _smallest_positive(values: Any) -> float:
+    positive = [v for v in values if v > 0]
+    return float(min(positive)) if positive else 1.0

@@ -1,0 +1,346 @@
+"""The one SGD training loop: seeds, schedule, checkpoints at given steps, resume, children.
+
+A run lives in ``<runs root>/<run key>/``::
+
+    spec.json                 the RunSpec (and controller descriptions) that made it
+    checkpoints/step_<k>.pt   weights, optimiser and controller state at each saved step
+    checkpoints/resume.pt     the latest resume point (removed when the run finishes)
+    metrics.csv               step, lr, train_loss, test_loss, test_error
+
+A run whose last checkpoint exists is reused as it is; an interrupted run resumes from its
+latest checkpoint and ends with bitwise the same weights as an uninterrupted one, because
+every random draw is a pure function of the seeds and the step: the initial weights of
+``init_seed``, the data order and augmentation of ``(noise_seed, epoch)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from landscape.analysis.evaluate import evaluate
+from landscape.data import BatchIterator, Split, get_dataset
+from landscape.errors import LandscapeError
+from landscape.io import (
+    Checkpoint,
+    load_checkpoint,
+    read_json,
+    read_rows,
+    save_checkpoint,
+    write_json,
+    write_rows,
+)
+from landscape.models import create_model
+from landscape.specs import RunSpec
+from landscape.train.controller import Controller, LoopState
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(LandscapeError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def runs_root(root: str | os.PathLike | None = None) -> Path:
+    """Where runs live: ``root``, else ``$LANDSCAPE_RUNS``, else ``./runs``."""
+    return Path(root or os.environ.get("LANDSCAPE_RUNS") or "runs")
+
+
+def run_key(spec: RunSpec, controllers: Sequence[Controller] = ()) -> str:
+    """The directory name of a run: its spec hash, extended by any controllers' descriptions."""
+    if not controllers:
+        return spec.run_hash()
+    import hashlib
+    import json
+
+    text = json.dumps(
+        {"spec": spec.hash_fields(), "controllers": [c.describe() for c in controllers]},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished (or existing) run on disk."""
+
+    spec: RunSpec
+    dir: Path
+
+    def checkpoint_path(self, step: int) -> Path:
+        """Path of the checkpoint saved at ``step``; :class:`LandscapeError` if absent."""
+        path = self.dir / "checkpoints" / f"step_{step}.pt"
+        if not path.is_file():
+            have = ", ".join(str(s) for s in self.saved_steps()) or "none"
+            raise LandscapeError(
+                f"run {self.dir} has no checkpoint at step {step} (saved steps: {have}); add "
+                f"{step} to TrainSpec.checkpoint_steps and train again"
+            )
+        return path
+
+    def saved_steps(self) -> list[int]:
+        """Steps that have a checkpoint on disk, ascending."""
+        return sorted(int(p.stem[5:]) for p in (self.dir / "checkpoints").glob("step_*.pt"))
+
+    def load_model(self, step: int | None = None, device: Any = None) -> nn.Module:
+        """The model at ``step`` (default: the last step), on ``device``."""
+        step = self.spec.train.steps if step is None else step
+        ckpt = load_checkpoint(self.checkpoint_path(step))
+        model = build_model(self.spec, ckpt.meta["num_classes"], ckpt.meta["in_shape"])
+        model.load_state_dict(ckpt.model)
+        return model.to(device) if device is not None else model
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Rows of ``metrics.csv``."""
+        path = self.dir / "metrics.csv"
+        return read_rows(path) if path.is_file() else []
+
+
+def load_splits(spec: RunSpec) -> tuple[Split, Split]:
+    """The train and test splits named by ``spec.data``."""
+    return (
+        get_dataset(spec.data.name, spec.data.root, split="train"),
+        get_dataset(spec.data.name, spec.data.root, split="test"),
+    )
+
+
+def build_model(spec: RunSpec, num_classes: int, in_shape: tuple[int, ...]) -> nn.Module:
+    """The spec's model, with initial weights drawn from ``init_seed`` alone.
+
+    The global RNG is forked, so building a model never disturbs the caller's randomness.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seeds.init_seed)
+        return create_model(
+            spec.model.name,
+            num_classes=num_classes,
+            in_shape=tuple(in_shape),
+            **dict(spec.model.kwargs),
+        )
+
+
+def _make_optimizer(spec: RunSpec, model: nn.Module) -> torch.optim.Optimizer:
+    t = spec.train
+    if t.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=t.lr,
+        momentum=t.momentum,
+        nesterov=t.nesterov,
+        weight_decay=t.weight_decay,
+    )
+
+
+def train(
+    spec: RunSpec,
+    root: str | os.PathLike | None = None,
+    *,
+    controllers: Sequence[Controller] = (),
+    data: tuple[Split, Split] | None = None,
+    device: str | torch.device | None = None,
+    resume_every: int = 0,
+    stop_at: int | None = None,
+    progress: bool | None = None,
+) -> Run:
+    """Train ``spec`` (or reuse/resume it) and return the run.
+
+    Args:
+        spec: the run. With ``spec.parent`` set, training starts from the parent's
+            checkpoint at ``parent.step`` (weights, optimiser and controller state) and runs
+            from that step to ``spec.train.steps``; the parent must exist under ``root``.
+        root: the runs root (see :func:`runs_root`).
+        controllers: sparsity methods steering the loop (see :mod:`landscape.train.controller`).
+        data: preloaded ``(train, test)`` splits; loaded from ``spec.data`` when omitted.
+        device: where to train; default CUDA if available, else CPU.
+        resume_every: also write ``resume.pt`` every this many steps (0: never); it costs
+            disk writes, not results.
+        stop_at: stop after this step without finishing (the run can be resumed later).
+        progress: show a tqdm bar; default only when stderr is a terminal.
+
+    Raises:
+        TrainingDiverged: the loss became NaN/inf; checkpoints already written are kept.
+        LandscapeError: the run directory holds a different spec, or the parent is missing.
+    """
+    root = runs_root(root)
+    run = Run(spec, root / run_key(spec, controllers))
+    t = spec.train
+    final = run.dir / "checkpoints" / f"step_{t.steps}.pt"
+    _claim_dir(run, controllers)
+    if final.is_file():
+        return run
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    train_split, test_split = data if data is not None else load_splits(spec)
+    info = train_split.info
+    model = build_model(spec, info.num_classes, info.in_shape).to(device)
+    optimizer = _make_optimizer(spec, model)
+    start, meta = _restore(run, root, model, optimizer, controllers)
+    stream = BatchIterator(
+        train_split.to(device),
+        t.batch_size,
+        shuffle=True,
+        augment=tuple(spec.data.augment),
+        seed=spec.seeds.noise_seed,
+        device=device,
+    )
+    test_split = test_split.to(device)
+    per_epoch = len(stream)
+    if per_epoch == 0:
+        raise LandscapeError(
+            f"batch_size {t.batch_size} exceeds the {len(train_split)} training examples"
+        )
+
+    rows = [r for r in run.metrics() if r["step"] <= start]
+    loss_sum, loss_count = meta.get("loss_sum", 0.0), meta.get("loss_count", 0)
+    state = LoopState(spec, run.dir, model, optimizer, start, start // per_epoch, per_epoch)
+    saved = set(t.saved_steps())
+    end = t.steps if stop_at is None else min(stop_at, t.steps)
+
+    def checkpoint(name: str) -> None:
+        save_checkpoint(
+            run.dir / "checkpoints" / name,
+            model,
+            optimizer,
+            meta={
+                "step": state.step,
+                "run_key": run.dir.name,
+                "model": spec.model.name,
+                "model_kwargs": dict(spec.model.kwargs),
+                "num_classes": info.num_classes,
+                "in_shape": list(info.in_shape),
+                "loss_sum": loss_sum,
+                "loss_count": loss_count,
+            },
+            controllers={c.name: c.state_dict() for c in controllers},
+        )
+
+    model.train()
+    for c in controllers:
+        c.on_start(state)
+    if start == _first_step(spec) and not (run.dir / "checkpoints" / f"step_{start}.pt").exists():
+        checkpoint(f"step_{start}.pt")
+        if t.eval_every:
+            rows.append(_eval_row(model, test_split, state.step, None, t.lr_at(start)))
+            write_rows(run.dir / "metrics.csv", rows)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=t.steps, initial=start, disable=not show, desc=run.dir.name, leave=False)
+    for step in range(start, end):
+        state.epoch, index = divmod(step, per_epoch)
+        x, y = stream.batch(state.epoch, index)
+        lr = t.lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = F.cross_entropy(model(x), y)
+        value = loss.item()
+        if not math.isfinite(value):
+            kept = ", ".join(str(s) for s in run.saved_steps())
+            raise TrainingDiverged(
+                f"training loss became {value} at step {step} of run {run.dir}; checkpoints "
+                f"kept: steps {kept}. Lower the learning rate (now {lr:g}) or add warm-up."
+            )
+        state.loss = loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for c in controllers:
+            c.after_backward(state)
+        optimizer.step()
+        state.step = step + 1
+        loss_sum, loss_count = loss_sum + value, loss_count + 1
+        for c in controllers:
+            c.after_step(state)
+        if index == per_epoch - 1:
+            for c in controllers:
+                c.on_epoch_end(state)
+        state.loss = None
+        bar.update(1)
+        if state.step == t.steps or (t.eval_every and state.step % t.eval_every == 0):
+            rows.append(_eval_row(model, test_split, state.step, loss_sum / loss_count, lr))
+            loss_sum, loss_count = 0.0, 0
+            write_rows(run.dir / "metrics.csv", rows)
+        if state.step in saved:
+            checkpoint(f"step_{state.step}.pt")
+        elif resume_every and state.step % resume_every == 0 or state.step == end:
+            checkpoint("resume.pt")
+    bar.close()
+    if state.step == t.steps:
+        (run.dir / "checkpoints" / "resume.pt").unlink(missing_ok=True)
+    return run
+
+
+def _first_step(spec: RunSpec) -> int:
+    return spec.parent.step if spec.parent is not None else 0
+
+
+def _eval_row(
+    model: nn.Module, test: Split, step: int, train_loss: float | None, lr: float
+) -> dict[str, Any]:
+    result = evaluate(model, test)
+    return {
+        "step": step,
+        "lr": lr,
+        "train_loss": "" if train_loss is None else train_loss,
+        "test_loss": result.loss,
+        "test_error": result.error,
+    }
+
+
+def _claim_dir(run: Run, controllers: Sequence[Controller]) -> None:
+    """Write spec.json into a new run directory, or check an existing one holds this spec."""
+    record = {"spec": run.spec.to_dict(), "controllers": [c.describe() for c in controllers]}
+    path = run.dir / "spec.json"
+    if path.is_file():
+        if read_json(path) != record:
+            raise LandscapeError(
+                f"{run.dir} holds a different run than the one asked for; move it away or "
+                f"choose another runs root"
+            )
+        return
+    write_json(path, record)
+
+
+def _restore(
+    run: Run,
+    root: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    controllers: Sequence[Controller],
+) -> tuple[int, dict[str, Any]]:
+    """Load the latest checkpoint of this run, else the parent's, else keep the initial state."""
+    latest: tuple[int, Checkpoint] | None = None
+    for path in sorted((run.dir / "checkpoints").glob("*.pt")):
+        ckpt = load_checkpoint(path)
+        if latest is None or ckpt.meta.get("step", -1) > latest[0]:
+            latest = (int(ckpt.meta["step"]), ckpt)
+    parent = run.spec.parent
+    if latest is None and parent is not None:
+        ppath = root / parent.run_hash / "checkpoints" / f"step_{parent.step}.pt"
+        if not ppath.is_file():
+            raise LandscapeError(
+                f"the parent checkpoint {ppath} does not exist; train the parent run with "
+                f"{parent.step} in its checkpoint_steps first (landscape.train.spawn does this)"
+            )
+        ckpt = load_checkpoint(ppath)
+        latest = (parent.step, Checkpoint(ckpt.model, ckpt.optimizer, {}, ckpt.controllers))
+    if latest is None:
+        return 0, {}
+    step, ckpt = latest
+    model.load_state_dict(ckpt.model)
+    if ckpt.optimizer is not None:
+        optimizer.load_state_dict(ckpt.optimizer)
+    for c in controllers:
+        if c.name in ckpt.controllers:
+            c.load_state_dict(ckpt.controllers[c.name])
+    return step, ckpt.meta

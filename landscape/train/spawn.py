@@ -1,0 +1,77 @@
+"""Children of a run's checkpoint that differ only in SGD noise (Frankle et al. 2020).
+
+A child copies the parent's weights, optimiser state and controller state at step ``k`` and
+trains on to the parent's last step with its own ``noise_seed`` (data order and
+augmentation). Its spec records the parent's hash and ``k``, so children are runs like any
+other: hashed, reused, resumable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+from landscape.errors import LandscapeError
+from landscape.specs import ParentRef, RunSpec, Seeds
+from landscape.train.controller import Controller
+from landscape.train.loop import Run, run_key, train
+
+
+def child_spec(
+    parent: RunSpec, step: int, noise_seed: int, parent_key: str | None = None
+) -> RunSpec:
+    """The spec of the child of ``parent`` at ``step`` trained with ``noise_seed``.
+
+    Args:
+        parent: the parent run's spec.
+        step: the parent's step to branch from; must be one of its saved steps.
+        noise_seed: the child's data-order and augmentation seed.
+        parent_key: the parent's run directory name when it trained under controllers
+            (default: the parent spec's hash).
+    """
+    if step not in parent.train.saved_steps():
+        raise LandscapeError(
+            f"the parent keeps no checkpoint at step {step}; add it to its "
+            f"train.checkpoint_steps (it keeps {list(parent.train.saved_steps())})"
+        )
+    return dataclasses.replace(
+        parent,
+        seeds=Seeds(init_seed=parent.seeds.init_seed, noise_seed=noise_seed),
+        parent=ParentRef(run_hash=parent_key or parent.run_hash(), step=step),
+    )
+
+
+def spawn(
+    parent: RunSpec,
+    step: int,
+    noise_seeds: Sequence[int],
+    root: str | os.PathLike | None = None,
+    *,
+    controllers_factory=None,
+    **train_kwargs,
+) -> list[Run]:
+    """Train the parent (if needed) and one child per noise seed from its step ``step``.
+
+    Args:
+        parent: the parent's spec; ``step`` must be among its saved steps.
+        step: where the children branch off.
+        noise_seeds: one child per seed; they must differ from each other.
+        root: the runs root.
+        controllers_factory: called with no arguments to make fresh controllers for each run
+            (controllers hold state, so runs never share instances).
+        **train_kwargs: passed to :func:`landscape.train.loop.train` (``data``, ``device``, ...).
+
+    Returns:
+        The children's runs, in the order of ``noise_seeds``.
+    """
+    if len(set(noise_seeds)) != len(noise_seeds):
+        raise LandscapeError(f"noise seeds must differ, got {list(noise_seeds)}")
+    make = controllers_factory or (lambda: ())
+    parent_controllers: Sequence[Controller] = make()
+    train(parent, root, controllers=parent_controllers, **train_kwargs)
+    key = run_key(parent, parent_controllers)
+    return [
+        train(child_spec(parent, step, seed, key), root, controllers=make(), **train_kwargs)
+        for seed in noise_seeds
+    ]

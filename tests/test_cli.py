@@ -1,0 +1,144 @@
+"""The command line, end to end on a fabricated dataset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from landscape.cli import main
+from landscape.io import write_rows
+
+
+def _out(capsys) -> list[str]:
+    return capsys.readouterr().out.strip().splitlines()
+
+
+def test_train_spawn_interpolate_plot(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    common = ["--model", "mlp", "--model-arg", "widths=[8]", "--data", "test-blobs"]
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--steps",
+                "12",
+                "--batch-size",
+                "32",
+                "--lr",
+                "0.05",
+                "--checkpoint-steps",
+                "4",
+                "--runs",
+                str(runs),
+            ]
+        )
+        == 0
+    )
+    (parent,) = _out(capsys)
+    assert Path(parent, "checkpoints", "step_4.pt").is_file()
+    assert main(["spawn", parent, "--step", "4", "--noise-seeds", "1,2"]) == 0
+    children = _out(capsys)
+    assert len(children) == 2 and all(Path(c).parent == runs for c in children)
+    a, b = (str(Path(c, "checkpoints", "step_12.pt")) for c in children)
+    out = tmp_path / "line.json"
+    assert main(["interpolate", a, b, *common, "--points", "5", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result) >= {
+        "alphas",
+        "loss",
+        "error",
+        "loss_barrier",
+        "error_barrier",
+        "loss_barrier_linear",
+        "error_barrier_linear",
+        "bn_reset",
+    }
+    assert result["alphas"] == [0.0, 0.25, 0.5, 0.75, 1.0] and result["bn_reset"] is False
+    capsys.readouterr()
+
+    rows = [
+        {
+            "network": "n",
+            "rewind_step": k,
+            "replicate": r,
+            "error_barrier": 0.01 * k + r,
+            "loss_barrier": 0.1,
+        }
+        for k in (0, 1, 4)
+        for r in (0, 1)
+    ]
+    write_rows(tmp_path / "b.csv", rows)
+    assert main(["plot", "barrier", str(tmp_path / "b.csv"), "--out", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig.pdf").stat().st_size > 1000
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_interpolate_accepts_a_foreign_state_dict(tmp_path, capsys):
+    from landscape.models import create_model
+
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = create_model("mlp", num_classes=4, in_shape=(1, 12), widths=[8])
+        paths.append(tmp_path / f"m{seed}.pt")
+        torch.save({"state_dict": model.state_dict()}, paths[-1])
+    assert (
+        main(
+            [
+                "interpolate",
+                *map(str, paths),
+                "--model",
+                "mlp",
+                "--model-arg",
+                "widths=[8]",
+                "--data",
+                "test-blobs",
+                "--points",
+                "3",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["loss_barrier"] > 0
+
+
+def test_user_errors_are_one_line_with_status_2(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "nope",
+                "--data",
+                "test-blobs",
+                "--steps",
+                "2",
+                "--runs",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("landscape train: error: unknown model 'nope'")
+    assert "lenet300-100" in err and "Traceback" not in err
+    assert main(["interpolate", "a.pt", "b.pt", "--model", "mlp", "--data", "test-blobs"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "mlp"])  # argparse: --data is required
+
+
+def test_list_and_python_dash_m(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    assert "conv1d" in text and "mnist1d" in text and "tv:" in text
+    done = subprocess.run(
+        [sys.executable, "-m", "landscape", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "interpolate" in done.stdout

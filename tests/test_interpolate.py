@@ -1,0 +1,197 @@
+"""Interpolation: endpoints, a naive reference at every alpha, barriers, BN reset, peers."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from landscape.analysis import barriers, evaluate, interpolate, interpolate_state
+from landscape.analysis.interpolate import has_batchnorm
+from landscape.errors import LandscapeError
+
+
+def _mlp(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+def _bn_net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(24, 4),
+        nn.BatchNorm1d(4),
+    )
+
+
+def _data(n: int, shape: tuple[int, ...], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, *shape, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+def _naive(model_a, model_b, data, alphas, train_data=None, bn_batch=128):
+    """The reference: load each interpolated state_dict, optionally reset BN, evaluate."""
+    out = []
+    for a in alphas:
+        m = copy.deepcopy(model_a)
+        m.load_state_dict(interpolate_state(model_a.state_dict(), model_b.state_dict(), a))
+        if train_data is not None:
+            for mod in m.modules():
+                if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                    mod.reset_running_stats()
+                    mod.momentum = None
+            m.train()
+            with torch.no_grad():
+                x, _ = train_data
+                for i in range(0, len(x), bn_batch):
+                    m(x[i : i + bn_batch])
+        out.append(evaluate(m, data, batch_size=7))
+    return out
+
+
+def test_endpoints_equal_the_models_own_evaluation():
+    a, b = _mlp(0), _mlp(1)
+    data = _data(50, (12,))
+    result = interpolate(a, b, data, points=5)
+    assert result.alphas == [0.0, 0.25, 0.5, 0.75, 1.0]
+    ea, eb = evaluate(a, data), evaluate(b, data)
+    assert result.loss[0] == pytest.approx(ea.loss, abs=1e-6)
+    assert result.loss[-1] == pytest.approx(eb.loss, abs=1e-6)
+    assert result.error[0] == ea.error and result.error[-1] == eb.error
+    assert result.count == 50
+
+
+def test_every_alpha_matches_the_naive_loop_and_chunking_is_invisible():
+    a, b = _mlp(0), _mlp(1)
+    data = _data(97, (12,))
+    alphas = [0.0, 0.1, 0.37, 0.5, 0.9, 1.0]
+    ref = _naive(a, b, data, alphas)
+    for chunk in (None, 1, 4):
+        res = interpolate(a, b, data, alphas=alphas, alpha_chunk=chunk, batch_size=10)
+        assert res.loss == pytest.approx([r.loss for r in ref], abs=1e-5)
+        assert res.error == [r.error for r in ref]
+
+
+def test_batches_iterable_gives_the_same_answer_as_tensors():
+    a, b = _mlp(0), _mlp(1)
+    x, y = _data(40, (12,))
+    whole = interpolate(a, b, (x, y), points=3)
+    batches = interpolate(
+        a, b, ((x[i : i + 16], y[i : i + 16]) for i in range(0, 40, 16)), points=3, alpha_chunk=1
+    )
+    assert batches.loss == pytest.approx(whole.loss, abs=1e-6)
+    assert batches.error == whole.error
+
+
+def test_barriers_by_hand():
+    assert barriers([0, 0.5, 1], [0.1, 0.5, 0.3]) == pytest.approx((0.3, 0.3))
+    # asymmetric endpoints: the two definitions differ
+    mean_b, line_b = barriers([0, 0.25, 0.5, 0.75, 1], [0.0, 0.3, 0.2, 0.9, 1.0])
+    assert mean_b == pytest.approx(1.0 - 0.5)
+    assert line_b == pytest.approx(0.9 - 0.75)
+    # a convex curve under the chord: no barrier above the line, Frankle's is from the ends
+    mean_b, line_b = barriers([0, 0.5, 1], [1.0, 0.2, 0.6])
+    assert mean_b == pytest.approx(1.0 - 0.8) and line_b == pytest.approx(0.0)
+    with pytest.raises(LandscapeError, match="include 0 and 1"):
+        barriers([0.2, 1.0], [0.1, 0.2])
+
+
+def test_result_barriers_are_computed_from_its_curves():
+    res = interpolate(_mlp(0), _mlp(3), _data(64, (12,)), points=11)
+    assert (res.error_barrier, res.error_barrier_linear) == pytest.approx(
+        barriers(res.alphas, res.error)
+    )
+    assert (res.loss_barrier, res.loss_barrier_linear) == pytest.approx(
+        barriers(res.alphas, res.loss)
+    )
+    assert res.loss_barrier > 0  # two unrelated random nets: the midpoint is worse
+    keys = {
+        "alphas",
+        "loss",
+        "error",
+        "loss_barrier",
+        "error_barrier",
+        "loss_barrier_linear",
+        "error_barrier_linear",
+        "bn_reset",
+        "count",
+    }
+    assert set(res.to_dict()) == keys
+    assert res.rows(k=3)[1] == {
+        "k": 3,
+        "alpha": 0.1,
+        "loss": res.loss[1],
+        "error": res.error[1],
+        "bn_reset": False,
+    }
+
+
+def test_models_are_left_as_found():
+    a, b = _bn_net(0), _bn_net(1)
+    a.train()
+    b.eval()
+    before = {k: v.clone() for k, v in a.state_dict().items()}
+    interpolate(a, b, _data(20, (3, 5, 5)), points=3, train_data=_data(30, (3, 5, 5), 1))
+    assert a.training and not b.training
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_bn_reset_matches_a_per_alpha_reference_and_changes_the_midpoint():
+    a, b = _bn_net(0), _bn_net(1)
+    # give the stored statistics values that the reset must overwrite
+    for m in (a, b):
+        m.train()
+        with torch.no_grad():
+            m(_data(64, (3, 5, 5), 9)[0] * 3 + 1)
+    test, train = _data(40, (3, 5, 5)), _data(70, (3, 5, 5), 1)
+    alphas = [0.0, 0.5, 1.0]
+    reset = interpolate(a, b, test, alphas=alphas, train_data=train, bn_batch_size=32)
+    kept = interpolate(a, b, test, alphas=alphas, bn_reset=False)
+    ref = _naive(a, b, test, alphas, train_data=train, bn_batch=32)
+    assert reset.bn_reset and not kept.bn_reset
+    assert reset.loss == pytest.approx([r.loss for r in ref], abs=1e-5)
+    assert abs(reset.loss[1] - kept.loss[1]) > 1e-3
+
+
+def test_bn_reset_is_a_no_op_without_batchnorm():
+    a, b = _mlp(0), _mlp(1)
+    assert not has_batchnorm(a)
+    data = _data(30, (12,))
+    on = interpolate(a, b, data, points=3, bn_reset=True, train_data=_data(30, (12,), 2))
+    off = interpolate(a, b, data, points=3, bn_reset=False)
+    assert on.loss == off.loss and not on.bn_reset
+
+
+def test_errors_are_clear():
+    with pytest.raises(LandscapeError, match="pass train_data"):
+        interpolate(_bn_net(0), _bn_net(1), _data(8, (3, 5, 5)), points=3)
+    other = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 4))
+    with pytest.raises(LandscapeError, match="differ in architecture"):
+        interpolate(_mlp(0), other, _data(8, (12,)))
+    with pytest.raises(LandscapeError, match="include 0 and 1"):
+        interpolate(_mlp(0), _mlp(1), _data(8, (12,)), alphas=[0.5])
+    with pytest.raises(LandscapeError, match="points"):
+        interpolate(_mlp(0), _mlp(1), _data(8, (12,)), points=1)
+
+
+def test_matches_loss_landscapes_linear_interpolation():
+    loss_landscapes = pytest.importorskip("loss_landscapes")
+    from loss_landscapes.metrics import Loss
+
+    a, b = _mlp(0), _mlp(1)
+    x, y = _data(128, (12,))
+    steps = 20
+    # loss-landscapes evaluates alpha = 1/steps, 2/steps, ..., 1 on one batch, moving a in place
+    theirs = loss_landscapes.linear_interpolation(
+        copy.deepcopy(a), copy.deepcopy(b), Loss(nn.CrossEntropyLoss(), x, y), steps=steps
+    )
+    ours = interpolate(a, b, (x, y), alphas=[0.0] + [i / steps for i in range(1, steps + 1)])
+    assert ours.loss[1:] == pytest.approx(theirs.tolist(), abs=1e-5)

@@ -1,0 +1,190 @@
+"""The training loop: checkpoints, metrics, reuse, bitwise resume, NaN, controllers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from landscape.errors import LandscapeError
+from landscape.io import load_checkpoint
+from landscape.sparse import density, random_masks
+from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
+from landscape.train import Controller, FixedMask, TrainingDiverged, build_model, run_key, train
+
+
+def _spec(**train_kw) -> RunSpec:
+    kw = dict(lr=0.05, steps=30, batch_size=32, eval_every=10, checkpoint_steps=(10,))
+    kw.update(train_kw)
+    return RunSpec(
+        data=DataSpec("test-blobs"),
+        model=ModelSpec("mlp", {"widths": [16]}),
+        train=TrainSpec(**kw),
+        seeds=Seeds(init_seed=1, noise_seed=2),
+    )
+
+
+def _image_spec(**train_kw) -> RunSpec:
+    kw = dict(
+        lr=0.05,
+        steps=25,
+        batch_size=32,
+        eval_every=5,
+        schedule="cosine",
+        warmup_steps=3,
+        checkpoint_steps=(5,),
+    )
+    kw.update(train_kw)
+    return RunSpec(
+        data=DataSpec("test-images", augment=("crop", "flip")),
+        model=ModelSpec("mlp", {"widths": [16]}),
+        train=TrainSpec(**kw),
+    )
+
+
+def _weights(run, step=None):
+    step = run.spec.train.steps if step is None else step
+    return load_checkpoint(run.checkpoint_path(step)).model
+
+
+def _equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_writes_checkpoints_metrics_and_spec(runs):
+    spec = _spec()
+    run = train(spec, runs)
+    assert run.dir == runs / spec.run_hash()
+    assert run.saved_steps() == [0, 10, 30]
+    assert not (run.dir / "checkpoints" / "resume.pt").exists()
+    rows = run.metrics()
+    assert [r["step"] for r in rows] == [0, 10, 20, 30]
+    assert rows[-1]["test_error"] < rows[0]["test_error"]  # it learns the blobs
+    assert rows[-1]["train_loss"] < rows[1]["train_loss"]
+    meta = load_checkpoint(run.checkpoint_path(10)).meta
+    assert meta["step"] == 10 and meta["num_classes"] == 4 and meta["in_shape"] == [1, 12]
+    # the step-0 checkpoint is the initialisation drawn from init_seed alone
+    init = build_model(spec, 4, (1, 12)).state_dict()
+    assert _equal(_weights(run, 0), init)
+    assert _equal(run.load_model().state_dict(), _weights(run))
+
+
+def test_an_existing_run_is_reused_not_retrained(runs):
+    run = train(_spec(), runs)
+    final = run.checkpoint_path(30)
+    stamp = final.stat().st_mtime_ns
+    again = train(_spec(), runs)
+    assert again.dir == run.dir and final.stat().st_mtime_ns == stamp
+
+
+def test_a_different_spec_in_the_directory_is_an_error(runs):
+    run = train(_spec(steps=10, eval_every=0, checkpoint_steps=()), runs)
+    (run.dir / "spec.json").write_text('{"spec": {}, "controllers": []}')
+    with pytest.raises(LandscapeError, match="different run"):
+        train(_spec(steps=10, eval_every=0, checkpoint_steps=()), runs)
+
+
+@pytest.mark.parametrize("make_spec", [_spec, _image_spec])
+@pytest.mark.parametrize("stop", [7, 10, 17])
+def test_resume_is_bitwise_identical(tmp_path, make_spec, stop):
+    whole = train(make_spec(), tmp_path / "a")
+    cut = train(make_spec(), tmp_path / "b", stop_at=stop)
+    assert not cut.checkpoint_path(0).with_name(f"step_{make_spec().train.steps}.pt").exists()
+    resumed = train(make_spec(), tmp_path / "b")
+    assert _equal(_weights(whole), _weights(resumed))
+    assert whole.metrics() == resumed.metrics()
+
+
+def test_nan_loss_stops_cleanly_and_keeps_good_checkpoints(runs):
+    class Poison(Controller):
+        name = "poison"
+
+        def after_step(self, state):
+            if state.step == 12:
+                with torch.no_grad():
+                    next(state.model.parameters()).fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged, match=r"became nan at step 12.*steps 0, 10"):
+        train(_spec(), runs, controllers=[Poison()])
+    run_dir = runs / run_key(_spec(), [Poison()])
+    kept = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert kept == ["step_0.pt", "step_10.pt"]
+    assert torch.isfinite(
+        next(iter(load_checkpoint(run_dir / "checkpoints/step_10.pt").model.values()))
+    ).all()
+
+
+def test_fixed_mask_keeps_pruned_weights_zero_and_resumes(tmp_path):
+    spec = _spec()
+    model = build_model(spec, 4, (1, 12))
+    masks = random_masks(model, 0.3, torch.Generator().manual_seed(0))
+    run = train(spec, tmp_path / "a", controllers=[FixedMask(masks)])
+    assert run.dir.name == run_key(spec, [FixedMask(masks)]) != spec.run_hash()
+    for step in run.saved_steps():
+        ckpt = load_checkpoint(run.checkpoint_path(step))
+        for name, mask in masks.items():
+            assert torch.all(ckpt.model[name][~mask] == 0)
+            assert torch.any(ckpt.model[name][mask] != 0)
+        assert density(ckpt.controllers["fixed_mask"]["masks"]) == pytest.approx(density(masks))
+    train(spec, tmp_path / "b", controllers=[FixedMask(masks)], stop_at=13)
+    resumed = train(spec, tmp_path / "b", controllers=[FixedMask(masks)])
+    assert _equal(_weights(run), _weights(resumed))
+
+
+class Recorder(Controller):
+    """Sees every hook; its counters survive resume through state_dict."""
+
+    name = "recorder"
+
+    def __init__(self):
+        self.after_steps = 0
+        self.epoch_ends = []
+        self.dense_grad_seen = False
+        self.masks = None
+
+    def on_start(self, state):
+        self.starts = state.step
+
+    def after_backward(self, state):
+        # the gradient of a masked weight is generally nonzero: RigL reads exactly this
+        w = state.model.fc1.weight
+        if self.masks is not None and (w.grad[~self.masks["fc1.weight"]] != 0).any():
+            self.dense_grad_seen = True
+
+    def after_step(self, state):
+        self.after_steps += 1
+        # a DST-style edit of the optimiser state: clear momentum of the first row
+        buf = state.optimizer.state[state.model.fc1.weight]["momentum_buffer"]
+        buf[0].zero_()
+
+    def on_epoch_end(self, state):
+        self.epoch_ends.append(state.step)
+
+    def state_dict(self):
+        return {"after_steps": self.after_steps, "epoch_ends": list(self.epoch_ends)}
+
+    def load_state_dict(self, state):
+        self.after_steps = state["after_steps"]
+        self.epoch_ends = list(state["epoch_ends"])
+
+
+def test_controller_hooks_and_state(tmp_path):
+    spec = _spec()  # 256 examples / 32 = 8 steps per epoch
+    masks = random_masks(build_model(spec, 4, (1, 12)), 0.5, torch.Generator().manual_seed(1))
+    rec = Recorder()
+    rec.masks = masks
+    train(spec, tmp_path / "a", controllers=[FixedMask(masks), rec])
+    assert rec.after_steps == 30 and rec.epoch_ends == [8, 16, 24]
+    assert rec.dense_grad_seen
+    cut = Recorder()
+    train(spec, tmp_path / "b", controllers=[FixedMask(masks), cut], stop_at=20)
+    resumed = Recorder()
+    run = train(spec, tmp_path / "b", controllers=[FixedMask(masks), resumed])
+    assert resumed.starts == 20
+    assert resumed.after_steps == 30 and resumed.epoch_ends == [8, 16, 24]
+    ckpt = load_checkpoint(run.checkpoint_path(30))
+    assert ckpt.optimizer["state"][0]["momentum_buffer"][0].abs().sum() == 0
+
+
+def test_batch_larger_than_data_is_an_error(runs):
+    with pytest.raises(LandscapeError, match="exceeds"):
+        train(_spec(batch_size=1000), runs)
