@@ -195,3 +195,64 @@ def test_matches_loss_landscapes_linear_interpolation():
     )
     ours = interpolate(a, b, (x, y), alphas=[0.0] + [i / steps for i in range(1, steps + 1)])
     assert ours.loss[1:] == pytest.approx(theirs.tolist(), abs=1e-5)
+
+
+class _OutOfOrder(nn.Module):
+    """Registers its last layer first, so the static first-layer guess is wrong."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 4)
+        self.body = nn.Linear(12, 16)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.body(x.flatten(1))))
+
+
+class _RawParameterFirst(nn.Module):
+    """Uses a parameter directly before its first layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.shift = nn.Parameter(torch.randn(12))
+        self.body = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 4))
+
+    def forward(self, x):
+        return self.body(x.flatten(1) + self.shift)
+
+
+@pytest.mark.parametrize("make", [_OutOfOrder, _RawParameterFirst, lambda: _mlp(0)])
+def test_the_first_layer_shortcut_is_exact_or_off(make):
+    from landscape.analysis.interpolate import _Line
+
+    torch.manual_seed(0)
+    a = make()
+    torch.manual_seed(1)
+    b = make()
+    data = _data(40, (12,))
+    alphas = [0.0, 0.3, 0.5, 1.0]
+    res = interpolate(a, b, data, alphas=alphas)
+    assert res.loss == pytest.approx([r.loss for r in _naive(a, b, data, alphas)], abs=1e-5)
+    line = _Line(a, b)
+    list(line.logits(line.states([0.5]), data[0]))
+    # only the plain MLP keeps the shortcut; the other two must have turned it off
+    assert (line.first == "1") == isinstance(a, nn.Sequential)
+
+
+def test_conv1d_channels_last_path_matches_the_plain_model():
+    torch.manual_seed(0)
+    a = nn.Sequential(
+        nn.Conv1d(2, 5, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv1d(5, 5, 3, padding=1),
+        nn.Flatten(),
+        nn.Linear(5 * 8, 4),
+    )
+    torch.manual_seed(1)
+    b = copy.deepcopy(a)
+    for p in b.parameters():
+        p.data.add_(0.1 * torch.randn_like(p))
+    data = _data(33, (2, 16))
+    alphas = [0.0, 0.25, 0.5, 1.0]
+    res = interpolate(a, b, data, alphas=alphas)
+    assert res.loss == pytest.approx([r.loss for r in _naive(a, b, data, alphas)], abs=1e-5)

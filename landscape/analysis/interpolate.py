@@ -6,12 +6,11 @@ Connectivity and the Lottery Ticket Hypothesis", Sec. 2), the *instability* (err
 is ``max_a E(a) - (E(0) + E(1)) / 2``; the height above the straight line between the
 endpoints, ``max_a [E(a) - ((1 - a) E(0) + a E(1))]``, is reported beside it.
 
-Speed: all alphas are evaluated at once. The models' parameters are stacked along a new
-leading dimension of size ``len(alphas)`` and one vectorised forward (``torch.func.vmap``
-over ``functional_call``) serves every alpha for each data batch, so each batch is read
-once rather than once per alpha. For BatchNorm models the running statistics at each alpha
-are recomputed on training data (Frankle et al. 2020, App. on BatchNorm; Jordan et al. 2023
-"REPAIR" show why stale statistics inflate barriers), also vectorised across alphas.
+Speed: the data is read in large batches, each batch serves every alpha, and the first
+layer's work is shared across alphas (it is affine in its weights, see :class:`_Line`), so
+the arithmetic per alpha is that of the network above its first layer. For BatchNorm
+models the running statistics at each alpha are recomputed on training data (Frankle et al.
+2020, App. B; Jordan et al. 2023, "REPAIR", show how stale statistics inflate barriers).
 """
 
 from __future__ import annotations
@@ -19,12 +18,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 
 from landscape.analysis.evaluate import DEFAULT_BATCH, eval_mode, iter_batches, model_device
 from landscape.errors import LandscapeError
@@ -125,11 +125,11 @@ def interpolate(
             default: on for models with BatchNorm (then ``train_data`` is required), off
             otherwise. With it off, running statistics are interpolated like parameters.
         train_data: the data for the BatchNorm reset (the training split, as in the paper).
-        batch_size: examples per vectorised forward (each carries every alpha of a chunk).
+        batch_size: examples per forward pass.
         bn_batch_size: batch size of the BatchNorm reset; the recomputed variance depends
             on it (a mean of per-batch variances), so it is fixed, never derived from chunks.
-        alpha_chunk: alphas evaluated together; default keeps the stacked parameters
-            under about 256 MiB.
+        alpha_chunk: alphas whose weights are held in memory at once; default keeps them
+            under about 256 MiB (float32).
 
     Returns:
         An :class:`Interpolation` with the curves and the four barriers.
@@ -150,24 +150,23 @@ def interpolate(
             "interpolate the stored statistics instead"
         )
     device = model_device(model_a)
-    model_b = model_b.to(device)
     size = sum(p.numel() for p in model_a.parameters()) + sum(b.numel() for b in model_a.buffers())
     chunk = alpha_chunk or max(1, min(len(alpha_list), (64 << 20) // max(1, size)))
     loss_sum = torch.zeros(len(alpha_list), dtype=torch.float64, device=device)
     wrong = torch.zeros(len(alpha_list), dtype=torch.int64, device=device)
+    line = _Line(model_a, model_b)
     count = 0
     for lo in range(0, len(alpha_list), chunk):
-        part = torch.tensor(alpha_list[lo : lo + chunk], device=device)
-        stacked = _line(model_a, model_b, part)
+        part = alpha_list[lo : lo + chunk]
+        states = line.states(part)
         if bn_reset:
-            _reset_bn_stats(model_a, stacked, train_data, bn_batch_size)
-        n = 0
-        for x, y in iter_batches(data, max(1, batch_size // len(part)), device):
-            losses, errors = _eval_stack(model_a, stacked, x, y)
-            loss_sum[lo : lo + len(part)] += losses
-            wrong[lo : lo + len(part)] += errors
-            n += len(y)
-        count = n
+            line.reset_bn(states, train_data, bn_batch_size)
+        count = 0
+        for x, y in iter_batches(data, batch_size, device):
+            for i, logits in enumerate(line.logits(states, x)):
+                loss_sum[lo + i] += F.cross_entropy(logits.double(), y, reduction="sum")
+                wrong[lo + i] += (logits.argmax(dim=1) != y).sum()
+            count += len(y)
     if count == 0:
         raise LandscapeError("cannot interpolate on empty data")
     loss = (loss_sum / count).tolist()
@@ -217,67 +216,183 @@ def _check_same_architecture(a: nn.Module, b: nn.Module) -> None:
         )
 
 
-def _line(a: nn.Module, b: nn.Module, alphas: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Parameters and buffers at every alpha, stacked along a new first dimension."""
-    sa = dict(a.named_parameters()) | dict(a.named_buffers())
-    sb = dict(b.named_parameters()) | dict(b.named_buffers())
-    out = {}
-    for k, va in sa.items():
-        va, vb = va.detach(), sb[k].detach().to(va.device)
-        if va.is_floating_point():
-            w = alphas.to(va.dtype).view(-1, *([1] * va.dim()))
-            out[k] = va.unsqueeze(0) + w * (vb - va).unsqueeze(0)
-        else:
-            out[k] = va.unsqueeze(0).expand(len(alphas), *va.shape).clone()
-    return out
+class _StopForward(Exception):
+    """Raised inside the first layer to end a forward pass that only captures its input."""
 
 
-def _eval_stack(
-    model: nn.Module, stacked: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed loss and error count of every stacked model on one batch."""
+class _Line:
+    """Runs the model at points of a line, sharing the first layer's work across alphas.
 
-    def one(state: dict[str, torch.Tensor]) -> torch.Tensor:
-        return functional_call(model, state, (x,))
-
-    with torch.inference_mode(), eval_mode(model):
-        logits = vmap(one)(stacked)  # (alphas, batch, classes)
-        k, n, c = logits.shape
-        losses = F.cross_entropy(
-            logits.reshape(k * n, c).double(), y.repeat(k), reduction="none"
-        ).view(k, n)
-        errors = (logits.argmax(dim=2) != y.unsqueeze(0)).sum(dim=1)
-    return losses.sum(dim=1), errors
-
-
-def _reset_bn_stats(
-    model: nn.Module, stacked: dict[str, torch.Tensor], train_data: Any, batch_size: int
-) -> None:
-    """Recompute every BatchNorm's running mean/var at each alpha, in ``stacked``, in place.
-
-    Uses PyTorch's cumulative average (``momentum=None``) over all of ``train_data``,
-    i.e. the mean over batches of the batch means and (unbiased) batch variances.
+    The first parametrised layer L0 (a Linear or Conv layer that every forward pass reaches
+    before any other parameter or buffer) is affine in its weights while its input, a
+    parameter-free function of the data, does not depend on alpha. So
+    ``L0_alpha(u) = (1 - alpha) L0_A(u) + alpha L0_B(u)``: two evaluations of L0 per batch
+    serve every alpha. For an MLP on images this layer holds most of the arithmetic. A
+    probe at construction checks the shortcut against the plain forward pass and turns it
+    off if they disagree (a model that uses a raw parameter before its first layer).
     """
-    work = copy.deepcopy(model)
-    shared: dict[str, torch.Tensor] = {}
-    for name, m in work.named_modules():
-        if isinstance(m, _BN) and m.track_running_stats:
-            m.momentum = None
-            prefix = f"{name}." if name else ""
-            stacked[prefix + "running_mean"].zero_()
-            stacked[prefix + "running_var"].fill_(1.0)
-            # the batch counter is the same at every alpha; it stays outside the vmap because
-            # BatchNorm reads it as a Python float
-            shared[prefix + "num_batches_tracked"] = torch.zeros((), dtype=torch.long)
-    per_alpha = {k: v for k, v in stacked.items() if k not in shared}
-    device = model_device(model)
-    work.train()
 
-    def one(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return functional_call(work, (state, shared), (x,))
+    def __init__(self, model_a: nn.Module, model_b: nn.Module) -> None:
+        self.work = copy.deepcopy(model_a)
+        self.a = {k: v.detach() for k, v in _tensors(model_a).items()}
+        device = model_device(model_a)
+        self.b = {k: v.detach().to(device) for k, v in _tensors(model_b).items()}
+        if device.type == "cpu":
+            _channels_last_convs(self.work)
+        self.first = _first_layer(self.work)
+        self.mode = "plain"
+        self.captured: torch.Tensor | None = None
+        self.mix: tuple[torch.Tensor, torch.Tensor, float] | None = None
+        self.checked = False
+        if self.first is not None:
+            layer = self.work.get_submodule(self.first)
+            self.reference = copy.deepcopy(layer)
+            plain = layer.forward
 
-    with torch.no_grad():
-        for x, _ in iter_batches(train_data, batch_size, device):
-            vmap(one, in_dims=(0, None))(per_alpha, x)
-    for name, count in shared.items():
-        stacked[name].copy_(count.expand_as(stacked[name]))
+            def forward(u: torch.Tensor) -> torch.Tensor:
+                if self.mode == "capture":
+                    self.captured = u
+                    raise _StopForward
+                if self.mode == "mix":
+                    z_a, z_b, alpha = self.mix
+                    return torch.lerp(z_a, z_b, alpha)
+                return plain(u)
+
+            layer.forward = forward  # only on the private copy
+
+    def states(self, alphas: Sequence[float]) -> list[tuple[float, dict[str, torch.Tensor]]]:
+        """Parameters and buffers at each alpha (integer buffers come from model A)."""
+        return [(a, interpolate_state(self.a, self.b, a)) for a in alphas]
+
+    def logits(self, states, x: torch.Tensor, train: bool = False):
+        """Yield the model's output on ``x`` at each of ``states``, in order."""
+        context = torch.no_grad() if train else torch.inference_mode()
+        with context, eval_mode(self.work):
+            self.work.train(train)
+            ends = self._endpoints(x) if self.first is not None else None
+            if ends is not None and not self.checked:
+                self._check(x, ends)
+            for alpha, state in states:
+                if self.first is not None and ends is not None:
+                    self.mode, self.mix = "mix", (ends[0], ends[1], alpha)
+                try:
+                    yield functional_call(self.work, state, (x,))
+                finally:
+                    self.mode, self.mix = "plain", None
+
+    def reset_bn(self, states, train_data: Any, batch_size: int) -> None:
+        """Recompute BatchNorm running statistics at each alpha, into ``states`` in place.
+
+        Uses PyTorch's cumulative average (``momentum=None``) over all of ``train_data``,
+        i.e. the mean over batches of the batch means and (unbiased) batch variances.
+        """
+        saved = {}
+        for name, m in self.work.named_modules():
+            if isinstance(m, _BN) and m.track_running_stats:
+                saved[m] = m.momentum
+                m.momentum = None
+                prefix = f"{name}." if name else ""
+                for _, state in states:
+                    state[prefix + "running_mean"].zero_()
+                    state[prefix + "running_var"].fill_(1.0)
+                    state[prefix + "num_batches_tracked"].zero_()
+        try:
+            device = model_device(self.work)
+            for x, _ in iter_batches(train_data, batch_size, device):
+                for _ in self.logits(states, x, train=True):
+                    pass
+        finally:
+            for m, momentum in saved.items():
+                m.momentum = momentum
+
+    def _endpoints(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The first layer's output at A and at B on this batch."""
+        self.mode = "capture"
+        try:
+            functional_call(self.work, self.a, (x,))
+        except _StopForward:
+            pass
+        finally:
+            self.mode = "plain"
+        u, self.captured = self.captured, None
+        if u is None:
+            self.first = None
+            return None
+        prefix = f"{self.first}."
+        own = {k[len(prefix) :]: v for k, v in self.a.items() if k.startswith(prefix)}
+        z_a = functional_call(self.reference, own, (u,))
+        own = {k[len(prefix) :]: v for k, v in self.b.items() if k.startswith(prefix)}
+        return z_a, functional_call(self.reference, own, (u,))
+
+    def _check(self, x: torch.Tensor, ends: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Compare the shortcut with the plain forward pass once; drop it if they differ."""
+        self.checked = True
+        probe = x[:8]
+        short_ends = (ends[0][:8], ends[1][:8])
+        alpha = 0.5
+        mid = interpolate_state(self.a, self.b, alpha)
+        plain = functional_call(self.work, mid, (probe,))
+        self.mode, self.mix = "mix", (*short_ends, alpha)
+        try:
+            short = functional_call(self.work, mid, (probe,))
+        finally:
+            self.mode, self.mix = "plain", None
+        if not torch.allclose(short, plain, rtol=1e-4, atol=1e-4 * (1 + plain.abs().max())):
+            self.first = None
+
+
+def _channels_last_convs(model: nn.Module) -> None:
+    """Run the convolutions of ``model`` (a private copy) on channels-last data.
+
+    oneDNN, PyTorch's CPU convolution backend, is markedly faster on channels-last
+    (NHWC) data: 1.3-1.6x for the models here (``benchmarks/interpolation.py``). A Conv1d
+    becomes the equivalent Conv2d over a height-1 image. The arithmetic is the same
+    convolution; results agree to float rounding.
+    """
+    for m in model.modules():
+        if type(m) in (nn.Conv1d, nn.Conv2d) and m.padding_mode == "zeros":
+            if isinstance(m.padding, str):
+                continue
+            m.forward = partial(_conv_channels_last, m)
+
+
+def _conv_channels_last(m: nn.Conv1d | nn.Conv2d, u: torch.Tensor) -> torch.Tensor:
+    cl = torch.channels_last
+    if isinstance(m, nn.Conv1d):
+        out = F.conv2d(
+            u.unsqueeze(2).contiguous(memory_format=cl),
+            m.weight.unsqueeze(2).contiguous(memory_format=cl),
+            m.bias,
+            (1, m.stride[0]),
+            (0, m.padding[0]),
+            (1, m.dilation[0]),
+            m.groups,
+        )
+        return out.squeeze(2)
+    return F.conv2d(
+        u.contiguous(memory_format=cl),
+        m.weight.contiguous(memory_format=cl),
+        m.bias,
+        m.stride,
+        m.padding,
+        m.dilation,
+        m.groups,
+    )
+
+
+def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    return dict(model.named_parameters()) | dict(model.named_buffers())
+
+
+def _first_layer(model: nn.Module) -> str | None:
+    """Name of the first Linear/Conv layer, if it is the first module holding any tensor.
+
+    Found statically from the registration order, then confirmed by the probe in
+    :class:`_Line` (registration order is not always execution order).
+    """
+    for name, m in model.named_modules():
+        if m._parameters or m._buffers:
+            affine = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+            plain = type(m) in affine and not hasattr(m, "parametrizations")
+            return name if plain else None
+    return None

@@ -1,0 +1,68 @@
+"""The stability study end to end at its CI size (marked slow; `make test` runs it)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from landscape.io import read_rows
+
+STUDY = Path(__file__).resolve().parents[1] / "analyses" / "stability.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("stability_study", STUDY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_summary_names_the_first_stable_step():
+    study = _load()
+    rows = [
+        {"network": "n", "rewind_step": k, "replicate": r, "error_barrier": b}
+        for k, b in ((0, 0.10), (5, 0.03), (20, 0.01), (40, 0.005))
+        for r in (0, 1)
+    ]
+    (line,) = study.summarize(rows)
+    assert line.startswith("n: stable from k=20;")
+    assert "k=0: 10.00±0.00%" in line
+
+
+@pytest.mark.slow
+def test_stability_study_ci_scale(tmp_path, capsys):
+    study = _load()
+    out = tmp_path / "out"
+    assert (
+        study.main(
+            [
+                "--scale",
+                "ci",
+                "--replicates",
+                "2",
+                "--runs",
+                str(tmp_path / "runs"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    rows = read_rows(out / "barriers.csv")
+    ladder = study.networks("ci")[0].ladder
+    assert sorted((r["rewind_step"], r["replicate"]) for r in rows) == sorted(
+        (k, r) for k in ladder for r in (0, 1)
+    )
+    for r in rows:
+        assert -1.0 <= r["error_barrier"] <= 1.0
+        assert r["error_a"] < 0.5 and r["error_b"] < 0.5  # the children learned something
+    curves = read_rows(out / "interpolation.csv")
+    assert len(curves) == 21 * len(rows)
+    for name in ("barrier_vs_rewind", "interpolation"):
+        assert (out / f"{name}.pdf").is_file() and (out / f"{name}.png").is_file()
+    printed = capsys.readouterr().out
+    assert "conv1d / MNIST-1D:" in printed and str(out / "barriers.csv") in printed
