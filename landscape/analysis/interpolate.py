@@ -124,7 +124,9 @@ def interpolate(
         bn_reset: recompute BatchNorm running statistics at each alpha on ``train_data``;
             default: on for models with BatchNorm (then ``train_data`` is required), off
             otherwise. With it off, running statistics are interpolated like parameters.
-        train_data: the data for the BatchNorm reset (the training split, as in the paper).
+        train_data: the data for the BatchNorm reset: the training split, or a fixed subset
+            of it (a few thousand examples pin the statistics down at a fraction of the
+            cost).
         batch_size: examples per forward pass.
         bn_batch_size: batch size of the BatchNorm reset; the recomputed variance depends
             on it (a mean of per-batch variances), so it is fixed, never derived from chunks.

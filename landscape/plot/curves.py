@@ -91,7 +91,10 @@ def barrier_vs_rewind(
     for ax, name in zip(axes, panels):
         sub = frame[frame[panel] == name]
         band_plot(ax, sub, "rewind_step", barrier, scale=scale)
-        ax.set_xscale("symlog", linthresh=max(1, _smallest_positive(sub["rewind_step"])))
+        steps = sorted(set(sub["rewind_step"]))
+        ax.set_xscale("symlog", linthresh=max(1, _smallest_positive(steps)))
+        ax.set_xticks(steps, [str(k) for k in steps])
+        ax.minorticks_off()
         ax.set_title(str(name))
         ax.set_xlabel("rewind step k")
         ax.axhline(2.0 if scale == 100.0 else 0.0, color="0.5", lw=0.8, ls="--")

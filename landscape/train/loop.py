@@ -320,10 +320,13 @@ def _restore(
 ) -> tuple[int, dict[str, Any]]:
     """Load the latest checkpoint of this run, else the parent's, else keep the initial state."""
     latest: tuple[int, Checkpoint] | None = None
-    for path in sorted((run.dir / "checkpoints").glob("*.pt")):
-        ckpt = load_checkpoint(path)
-        if latest is None or ckpt.meta.get("step", -1) > latest[0]:
-            latest = (int(ckpt.meta["step"]), ckpt)
+    steps = run.saved_steps()
+    resume = run.dir / "checkpoints" / "resume.pt"
+    if resume.is_file():
+        ckpt = load_checkpoint(resume)
+        latest = (int(ckpt.meta["step"]), ckpt)
+    if steps and (latest is None or steps[-1] > latest[0]):
+        latest = (steps[-1], load_checkpoint(run.checkpoint_path(steps[-1])))
     parent = run.spec.parent
     if latest is None and parent is not None:
         ppath = root / parent.run_hash / "checkpoints" / f"step_{parent.step}.pt"
