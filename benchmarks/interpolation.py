@@ -3,9 +3,16 @@
 Peers, timed side by side in one run on the same models and data:
 
 - ``naive``: what most research code does: for each alpha, build the interpolated
-  state_dict, load it, and evaluate batch by batch (``batch_size=128``, ``torch.no_grad``).
+  state_dict, load it, (for BatchNorm models) recompute the running statistics on 4096
+  training examples in batches of 128, and evaluate batch by batch (``batch_size=128``,
+  ``torch.no_grad``), computing loss and error.
 - ``loss_landscapes``: ``loss_landscapes.linear_interpolation`` with its ``Loss`` metric on
-  the whole split as one batch (it computes the loss only, at 21 points).
+  the whole split as one batch (it computes the loss only, at 21 points, and has no
+  BatchNorm reset, so it is timed on the models without BatchNorm).
+
+Both curves (loss and error) must match the naive loop's to 1e-5; ``matches_naive`` says
+whether they do. The models are two independent initialisations: timing does not depend on
+the weights, and agreement is checked all the same.
 
 Prints per-model timings and agreement, and as its last line one JSON object whose
 ``"ratios"`` hold ``speedup_vs_naive`` and ``speedup_vs_loss_landscapes`` (peer time / ours,
@@ -34,15 +41,26 @@ from landscape.models import create_model
 
 POINTS = 21
 NAIVE_BATCH = 128
+BN_EXAMPLES = 4096
 
 
-def naive_curve(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float]:
-    """Loss at each alpha: load each interpolated state_dict, evaluate batch by batch."""
+def naive_curve(a, b, x, y, train_x=None) -> tuple[list[float], list[float]]:
+    """Loss and error at each alpha: load each interpolated state_dict, evaluate in batches."""
     model = copy.deepcopy(a).eval()
     sa, sb = a.state_dict(), b.state_dict()
-    losses = []
+    losses, errors = [], []
     for alpha in torch.linspace(0, 1, POINTS).tolist():
         model.load_state_dict(interpolate_state(sa, sb, alpha))
+        if train_x is not None:
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.reset_running_stats()
+                    m.momentum = None
+            model.train()
+            with torch.no_grad():
+                for i in range(0, len(train_x), NAIVE_BATCH):
+                    model(train_x[i : i + NAIVE_BATCH])
+            model.eval()
         total, wrong = 0.0, 0
         with torch.no_grad():
             for i in range(0, len(y), NAIVE_BATCH):
@@ -50,7 +68,8 @@ def naive_curve(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
                 total += F.cross_entropy(logits, y[i : i + NAIVE_BATCH], reduction="sum").item()
                 wrong += (logits.argmax(1) != y[i : i + NAIVE_BATCH]).sum().item()
         losses.append(total / len(y))
-    return losses
+        errors.append(wrong / len(y))
+    return losses, errors
 
 
 def loss_landscapes_curve(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor):
@@ -67,8 +86,10 @@ def loss_landscapes_curve(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.
     return [first, *rest.tolist()]
 
 
-def ours_curve(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float]:
-    return interpolate(a, b, (x, y), points=POINTS).loss
+def ours_curve(a, b, x, y, train_x=None) -> tuple[list[float], list[float]]:
+    train_data = None if train_x is None else (train_x, torch.zeros(len(train_x)).long())
+    res = interpolate(a, b, (x, y), points=POINTS, train_data=train_data, bn_batch_size=NAIVE_BATCH)
+    return res.loss, res.error
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -82,16 +103,27 @@ def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
     return min(times), out
 
 
-def cases(quick: bool) -> list[tuple[str, str, nn.Module, nn.Module]]:
-    """(label, dataset, model A, model B): the embedded models, at two different inits."""
+CASES = [  # label, dataset, model, model kwargs, BatchNorm reset
+    ("conv1d/mnist1d", "mnist1d", "conv1d", {}, False),
+    ("lenet300-100/fashion-mnist", "fashion-mnist", "lenet300-100", {}, False),
+    (
+        "convnet-bn/fashion-mnist",
+        "fashion-mnist",
+        "convnet",
+        {"depth": 2, "width": 8, "norm": "batch"},
+        True,
+    ),
+    ("mlp/mnist1d", "mnist1d", "mlp", {}, False),
+]
+
+
+def cases(quick: bool):
+    """(label, test split, BN-reset inputs or None, model A, model B) per available case."""
     out = []
-    for label, data, name in [
-        ("conv1d/mnist1d", "mnist1d", "conv1d"),
-        ("lenet300-100/fashion-mnist", "fashion-mnist", "lenet300-100"),
-        ("mlp/mnist1d", "mnist1d", "mlp"),
-    ]:
+    for label, data, name, kwargs, bn in CASES[:3] if quick else CASES:
         try:
-            info = get_dataset(data, split="test").info
+            test = get_dataset(data, split="test")
+            train_x = get_dataset(data, split="train").subset(BN_EXAMPLES).x if bn else None
         except LandscapeError as err:
             print(f"skipping {label}: {err}")
             continue
@@ -99,11 +131,14 @@ def cases(quick: bool) -> list[tuple[str, str, nn.Module, nn.Module]]:
         for seed in (0, 1):
             torch.manual_seed(seed)
             models.append(
-                create_model(name, num_classes=info.num_classes, in_shape=tuple(info.in_shape))
+                create_model(
+                    name,
+                    num_classes=test.info.num_classes,
+                    in_shape=tuple(test.info.in_shape),
+                    **kwargs,
+                )
             )
-        out.append((label, data, *models))
-        if quick and len(out) == 2:
-            break
+        out.append((label, test, train_x, *models))
     return out
 
 
@@ -113,27 +148,30 @@ def main() -> int:
     args = parser.parse_args()
     repeats = 2 if args.quick else 5
     figures: dict[str, dict[str, float]] = {}
-    for label, data, a, b in cases(args.quick):
-        test = get_dataset(data, split="test")
+    for label, test, train_x, a, b in cases(args.quick):
         x, y = test.x, test.y
-        t_ours, ours = best_time(partial(ours_curve, a, b, x, y), repeats)
-        t_naive, naive = best_time(partial(naive_curve, a, b, x, y), repeats)
+        t_ours, (loss, error) = best_time(partial(ours_curve, a, b, x, y, train_x), repeats)
+        t_naive, (n_loss, n_error) = best_time(partial(naive_curve, a, b, x, y, train_x), repeats)
+        diff = max(abs(p - q) for p, q in zip(loss + error, n_loss + n_error))
         row = {
             "examples": len(y),
+            "bn_reset": train_x is not None,
             "ours_s": t_ours,
             "naive_s": t_naive,
             "speedup_vs_naive": t_naive / t_ours,
-            "max_abs_diff_vs_naive": max(abs(p - q) for p, q in zip(ours, naive)),
+            "max_abs_diff_vs_naive": diff,
+            "matches_naive": diff <= 1e-5,
         }
-        try:
-            t_ll, ll = best_time(partial(loss_landscapes_curve, a, b, x, y), repeats)
-            row |= {
-                "loss_landscapes_s": t_ll,
-                "speedup_vs_loss_landscapes": t_ll / t_ours,
-                "max_abs_diff_vs_loss_landscapes": max(abs(p - q) for p, q in zip(ours, ll)),
-            }
-        except ImportError:
-            print("loss-landscapes is not installed (pip install -e '.[dev]'); skipping it")
+        if train_x is None:
+            try:
+                t_ll, ll = best_time(partial(loss_landscapes_curve, a, b, x, y), repeats)
+                row |= {
+                    "loss_landscapes_s": t_ll,
+                    "speedup_vs_loss_landscapes": t_ll / t_ours,
+                    "max_abs_diff_vs_loss_landscapes": max(abs(p - q) for p, q in zip(loss, ll)),
+                }
+            except ImportError:
+                print("loss-landscapes is not installed (pip install -e '.[dev]'); skipping it")
         figures[label] = row
         print(f"{label}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
     ratios = {
@@ -146,6 +184,7 @@ def main() -> int:
             {
                 "points": POINTS,
                 "threads": torch.get_num_threads(),
+                "matches_naive": all(r["matches_naive"] for r in figures.values()),
                 "models": figures,
                 "ratios": ratios,
             }

@@ -72,9 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     t.add_argument("--lr", type=float, default=0.1)
     t.add_argument("--momentum", type=float, default=0.9)
+    t.add_argument("--nesterov", action="store_true")
     t.add_argument("--weight-decay", type=float, default=5e-4)
     t.add_argument("--schedule", default="cosine", choices=["constant", "cosine", "linear", "step"])
     t.add_argument("--milestones", type=_ints, default=())
+    t.add_argument("--gamma", type=float, default=0.1, help="decay of --schedule step")
     t.add_argument("--warmup-steps", type=int, default=0)
     t.add_argument("--eval-every", type=int, default=0)
     t.add_argument(
@@ -86,6 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--init-seed", type=int, default=0)
     t.add_argument("--noise-seed", type=int, default=0)
     t.add_argument("--runs", default=None, help="runs root (default $LANDSCAPE_RUNS or ./runs)")
+    t.add_argument(
+        "--resume-every",
+        type=int,
+        default=1000,
+        help="write a resume point every N steps (0: only at saved steps)",
+    )
+    t.add_argument(
+        "--stop-at",
+        type=int,
+        default=None,
+        help="stop after this step; running the same command again resumes",
+    )
 
     s = sub.add_parser("spawn", help="children of a run's checkpoint with other noise seeds")
     s.add_argument("run", help="the parent run's directory")
@@ -106,11 +120,18 @@ def _parser() -> argparse.ArgumentParser:
         help="recompute BatchNorm statistics on the train split at each alpha "
         "(default: on for BatchNorm models)",
     )
+    i.add_argument(
+        "--bn-examples",
+        type=int,
+        default=4096,
+        help="training examples (a fixed random subset) for the BatchNorm reset; "
+        "0 for the whole split",
+    )
     i.add_argument("--json", default=None, help="write the result here (default: stdout)")
 
     pl = sub.add_parser("plot", help="render a figure from a CSV of result rows")
     pl.add_argument("kind", choices=["barrier", "interpolation"])
-    pl.add_argument("rows", help="CSV written by a study or `landscape interpolate --csv`")
+    pl.add_argument("rows", help="CSV of result rows written by a study, e.g. barriers.csv")
     pl.add_argument("--out", required=True, help="output stem; writes STEM.pdf and STEM.png")
     pl.add_argument("--metric", default="error", choices=["error", "loss"])
 
@@ -144,7 +165,9 @@ def _train(args: argparse.Namespace) -> int:
         ),
         seeds=Seeds(init_seed=args.init_seed, noise_seed=args.noise_seed),
     )
-    run = train(spec, args.runs, device=args.device)
+    run = train(
+        spec, args.runs, device=args.device, resume_every=args.resume_every, stop_at=args.stop_at
+    )
     print(run.dir)
     return 0
 

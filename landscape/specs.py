@@ -49,10 +49,9 @@ class ModelSpec:
     kwargs: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        if isinstance(self.kwargs, dict):
-            object.__setattr__(self, "kwargs", tuple(sorted(self.kwargs.items())))
-        else:
-            object.__setattr__(self, "kwargs", tuple(sorted(tuple(kv) for kv in self.kwargs)))
+        pairs = self.kwargs.items() if isinstance(self.kwargs, dict) else self.kwargs
+        # values become tuples all the way down, so the spec is hashable and survives JSON
+        object.__setattr__(self, "kwargs", tuple(sorted((k, _tuplify(v)) for k, v in pairs)))
 
 
 @dataclass(frozen=True)
@@ -93,6 +92,12 @@ class TrainSpec:
     checkpoint_steps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        # 1 and 1.0 must name the same run, whether it came from Python or the CLI
+        for name in ("lr", "momentum", "weight_decay", "gamma"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        for name in ("warmup_steps", "steps", "batch_size", "eval_every"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        object.__setattr__(self, "nesterov", bool(self.nesterov))
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         object.__setattr__(
             self, "checkpoint_steps", tuple(sorted({int(s) for s in self.checkpoint_steps}))
@@ -144,6 +149,10 @@ class Seeds:
 
     init_seed: int = 0
     noise_seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "init_seed", int(self.init_seed))
+        object.__setattr__(self, "noise_seed", int(self.noise_seed))
 
 
 @dataclass(frozen=True)
@@ -232,7 +241,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _tuplify(value: Any) -> Any:
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return tuple(_tuplify(v) for v in value)
     return value
 

@@ -256,3 +256,42 @@ def test_conv1d_channels_last_path_matches_the_plain_model():
     alphas = [0.0, 0.25, 0.5, 1.0]
     res = interpolate(a, b, data, alphas=alphas)
     assert res.loss == pytest.approx([r.loss for r in _naive(a, b, data, alphas)], abs=1e-5)
+
+
+def test_dtype_follows_the_model():
+    a, b = _mlp(0).double(), _mlp(1).double()
+    data = _data(20, (12,))  # float32 data, float64 models
+    res = interpolate(a, b, data, alphas=[0.0, 0.5, 1.0])
+    ref = _naive(a, b, (data[0].double(), data[1]), [0.0, 0.5, 1.0])
+    assert res.loss == pytest.approx([r.loss for r in ref], abs=1e-12)
+
+
+class _BatchNormRegisteredLast(nn.Module):
+    """A BatchNorm that runs before the layer registered first."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(12, 4)
+        self.bn = nn.BatchNorm1d(12)
+
+    def forward(self, x):
+        return self.fc(self.bn(x.flatten(1)))
+
+
+def test_reset_never_touches_the_callers_buffers():
+    torch.manual_seed(0)
+    a, b = _BatchNormRegisteredLast(), _BatchNormRegisteredLast()
+    before = {k: v.clone() for k, v in a.state_dict().items()}
+    res = interpolate(a, b, _data(20, (12,)), points=3, train_data=_data(40, (12,), 1))
+    assert res.bn_reset
+    assert all(torch.equal(v, before[k]) for k, v in a.state_dict().items())
+
+
+def test_bad_pairs_and_extrapolated_alphas():
+    x, y = _data(10, (12,))
+    with pytest.raises(LandscapeError, match="labels y of shape"):
+        interpolate(_mlp(0), _mlp(1), (x, y[:5]))
+    with pytest.raises(LandscapeError, match="labels y of shape"):
+        evaluate(_mlp(0), (x, y[:, None]))
+    # the maximum is over [0, 1]; points beyond are extrapolation
+    assert barriers([-0.5, 0, 0.5, 1, 1.5], [9.0, 0.0, 0.4, 0.0, 9.0]) == pytest.approx((0.4, 0.4))

@@ -127,3 +127,14 @@ def test_rows_and_json_round_trip(tmp_path):
     assert back[1]["loss"] == 0.25 and back[1]["extra"] is True
     write_json(tmp_path / "x.json", {"a": [1, 2]})
     assert (tmp_path / "x.json").read_text().startswith("{")
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "c.pt", _model())
+        rows = write_rows(tmp_path / "r.csv", [{"a": 1}])
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert rows.stat().st_mode & 0o777 == 0o644

@@ -188,3 +188,56 @@ def test_controller_hooks_and_state(tmp_path):
 def test_batch_larger_than_data_is_an_error(runs):
     with pytest.raises(LandscapeError, match="exceeds"):
         train(_spec(batch_size=1000), runs)
+
+
+def test_a_spec_that_cannot_build_leaves_nothing_on_disk(runs):
+    bad = RunSpec(data=DataSpec("test-blobs"), model=ModelSpec("no-such-model"))
+    with pytest.raises(LandscapeError, match="unknown model"):
+        train(bad, runs)
+    assert not (runs / bad.run_hash()).exists()
+
+
+@pytest.mark.parametrize("poison_at", [10, 30])  # a saved step, and the last step
+def test_non_finite_weights_are_never_checkpointed(runs, poison_at):
+    class PoisonWeights(Controller):
+        name = "poison_weights"
+
+        def after_step(self, state):
+            if state.step == poison_at:
+                with torch.no_grad():
+                    state.model.fc1.weight[0, 0] = float("inf")
+
+    with pytest.raises(TrainingDiverged, match=f"non-finite at step {poison_at}"):
+        train(_spec(), runs, controllers=[PoisonWeights()])
+    run_dir = runs / run_key(_spec(), [PoisonWeights()])
+    kept = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert kept == (["step_0.pt"] if poison_at == 10 else ["step_0.pt", "step_10.pt"])
+
+
+def test_the_same_run_from_another_data_root_is_reused(runs):
+    run = train(_spec(steps=8, eval_every=0, checkpoint_steps=()), runs)
+    moved = _spec(steps=8, eval_every=0, checkpoint_steps=())
+    moved = moved.replace(data=DataSpec("test-blobs", root="/elsewhere"))
+    assert train(moved, runs).dir == run.dir
+
+
+def test_dropout_is_part_of_the_noise_and_resumes_exactly(tmp_path):
+    spec = _spec(steps=20).replace(model=ModelSpec("test-dropout-mlp", {"p": 0.3}))
+    whole = train(spec, tmp_path / "a")
+    train(spec, tmp_path / "b", stop_at=7)
+    resumed = train(spec, tmp_path / "b")
+    assert _equal(_weights(whole), _weights(resumed))
+    other = train(spec.replace(seeds=Seeds(init_seed=1, noise_seed=3)), tmp_path / "a")
+    assert not _equal(_weights(whole), _weights(other))
+
+
+def test_resume_points_are_written_every_n_steps(runs):
+    spec = _spec(steps=30, eval_every=0, checkpoint_steps=())
+    train(spec, runs, resume_every=4, stop_at=9)
+    ckpt = load_checkpoint(runs / spec.run_hash() / "checkpoints" / "resume.pt")
+    assert ckpt.meta["step"] == 9
+    # a crash between resume points loses at most resume_every steps of work
+    (runs / spec.run_hash() / "checkpoints" / "resume.pt").unlink()
+    train(spec, runs, resume_every=4, stop_at=14)
+    ckpt = load_checkpoint(runs / spec.run_hash() / "checkpoints" / "resume.pt")
+    assert ckpt.meta["step"] == 14

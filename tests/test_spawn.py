@@ -44,9 +44,13 @@ def test_children_share_step_k_and_differ_after(runs):
     assert a.dir != b.dir
 
 
-def test_a_child_with_the_parents_noise_seed_retraces_the_parent(runs):
+def test_the_parent_trains_only_as_far_as_needed_and_resumes_exactly(runs):
     (same,) = spawn(_parent(), 6, [0], runs)
-    parent_final = load_checkpoint(runs / _parent().run_hash() / "checkpoints" / "step_24.pt")
+    parent_dir = runs / _parent().run_hash()
+    assert not (parent_dir / "checkpoints" / "step_24.pt").exists()
+    # finishing the parent later resumes it; a child with its noise seed retraces it
+    train(_parent(), runs)
+    parent_final = load_checkpoint(parent_dir / "checkpoints" / "step_24.pt")
     for k, v in parent_final.model.items():
         assert torch.equal(_w(same, 24)[k], v)
 
@@ -58,3 +62,21 @@ def test_bad_requests(runs):
         spawn(_parent(), 6, [1, 1], runs)
     with pytest.raises(LandscapeError, match="train the parent"):
         train(child_spec(_parent(), 6, 1), runs)
+
+
+def test_a_child_keeps_its_own_mask_when_the_parents_differs(runs):
+    from landscape.sparse import random_masks
+    from landscape.train import FixedMask, build_model
+
+    parent = _parent()
+    model = build_model(parent, 4, (3, 6, 6))
+    old = random_masks(model, 0.5, torch.Generator().manual_seed(0))
+    new = random_masks(model, 0.3, torch.Generator().manual_seed(1))
+    parent_run = train(parent, runs, controllers=[FixedMask(old)], stop_at=6)
+    child = train(child_spec(parent, 6, 1, parent_run.dir.name), runs, controllers=[FixedMask(new)])
+    final = _w(child, 24)
+    for name, mask in new.items():
+        assert torch.all(final[name][~mask] == 0)
+    # with the same mask the child inherits the parent's controller state
+    same = train(child_spec(parent, 6, 2, parent_run.dir.name), runs, controllers=[FixedMask(old)])
+    assert all(torch.all(_w(same, 24)[n][~m] == 0) for n, m in old.items())

@@ -78,3 +78,15 @@ def test_bad_train_spec_raises(kwargs):
 def test_unknown_field_raises():
     with pytest.raises(LandscapeError, match="does not describe a run"):
         RunSpec.from_dict({"train": {"learning_rate": 0.1}})
+
+
+def test_numbers_and_lists_do_not_change_the_hash():
+    assert RunSpec(train=TrainSpec(lr=1)).run_hash() == RunSpec(train=TrainSpec(lr=1.0)).run_hash()
+    assert (
+        RunSpec(train=TrainSpec(weight_decay=0)).run_hash()
+        == RunSpec(train=TrainSpec(weight_decay=0.0)).run_hash()
+    )
+    spec = RunSpec(model=ModelSpec("mlp", {"widths": [16, 8]}))
+    hash(spec)  # hashable, so usable as a dict key or in a set
+    assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert dict(spec.model.kwargs)["widths"] == (16, 8)

@@ -59,7 +59,7 @@ def test_stability_study_ci_scale(tmp_path, capsys):
     )
     for r in rows:
         assert -1.0 <= r["error_barrier"] <= 1.0
-        assert r["error_a"] < 0.5 and r["error_b"] < 0.5  # the children learned something
+        assert r["error_a"] < 0.75 and r["error_b"] < 0.75  # well below chance (0.9)
     curves = read_rows(out / "interpolation.csv")
     assert len(curves) == 21 * len(rows)
     for name in ("barrier_vs_rewind", "interpolation"):

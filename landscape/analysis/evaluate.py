@@ -34,27 +34,33 @@ def as_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(x, y)`` for a tensor pair or a Split; ``None`` for an iterable of batches."""
     if hasattr(data, "x") and hasattr(data, "y"):
         return data.x, data.y
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and torch.is_tensor(data[0])
-        and torch.is_tensor(data[1])
-        and data[0].shape[:1] == data[1].shape[:1]
-        and data[1].dim() == 1
-    ):
-        return data[0], data[1]
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(map(torch.is_tensor, data)):
+        x, y = data
+        if y.dim() != 1 or x.dim() == 0 or len(x) != len(y):
+            raise LandscapeError(
+                f"data (x, y) needs x of shape (N, ...) and labels y of shape (N,); got "
+                f"{tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        return x, y
     return None
 
 
 def iter_batches(
-    data: Any, batch_size: int = DEFAULT_BATCH, device: torch.device | None = None
+    data: Any,
+    batch_size: int = DEFAULT_BATCH,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(x, y)`` batches of ``data`` in order, on ``device`` if given."""
+    """Yield ``(x, y)`` batches of ``data`` in order, on ``device`` if given.
+
+    Floating-point inputs are cast to ``dtype`` if given (so a float64 model evaluates
+    float32 data); labels keep theirs.
+    """
     pair = as_tensors(data)
     if pair is not None:
         x, y = pair
         for i in range(0, len(y), batch_size):
-            yield _to(x[i : i + batch_size], device), _to(y[i : i + batch_size], device)
+            yield _to(x[i : i + batch_size], device, dtype), _to(y[i : i + batch_size], device)
         return
     if not isinstance(data, Iterable):
         raise LandscapeError(
@@ -63,11 +69,23 @@ def iter_batches(
         )
     for batch in data:
         x, y = batch[0], batch[1]
-        yield _to(x, device), _to(y, device)
+        yield _to(x, device, dtype), _to(y, device)
 
 
-def _to(t: torch.Tensor, device: torch.device | None) -> torch.Tensor:
+def _to(
+    t: torch.Tensor, device: torch.device | None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    if dtype is not None and t.is_floating_point() and t.dtype != dtype:
+        t = t.to(dtype)
     return t if device is None else t.to(device, non_blocking=True)
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of the model's first floating parameter (float32 if none)."""
+    for t in model.parameters():
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -104,7 +122,7 @@ def evaluate(model: nn.Module, data: Any, *, batch_size: int = DEFAULT_BATCH) ->
     wrong = torch.zeros((), dtype=torch.int64, device=device)
     count = 0
     with torch.inference_mode(), eval_mode(model):
-        for x, y in iter_batches(data, batch_size, device):
+        for x, y in iter_batches(data, batch_size, device, model_dtype(model)):
             logits = model(x)
             loss_sum += F.cross_entropy(logits.double(), y, reduction="sum")
             wrong += (logits.argmax(dim=1) != y).sum()
@@ -121,7 +139,7 @@ def predict(
     device = model_device(model)
     logits, labels = [], []
     with torch.inference_mode(), eval_mode(model):
-        for x, y in iter_batches(data, batch_size, device):
+        for x, y in iter_batches(data, batch_size, device, model_dtype(model)):
             logits.append(model(x))
             labels.append(y)
     if not labels:

@@ -26,7 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from landscape.analysis.evaluate import DEFAULT_BATCH, eval_mode, iter_batches, model_device
+from landscape.analysis.evaluate import (
+    DEFAULT_BATCH,
+    eval_mode,
+    iter_batches,
+    model_device,
+    model_dtype,
+)
 from landscape.errors import LandscapeError
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -74,7 +80,8 @@ def barriers(alphas: Sequence[float], values: Sequence[float]) -> tuple[float, f
     """Frankle's barrier and the barrier above the straight line, for one curve.
 
     Args:
-        alphas: points in [0, 1]; must contain 0 and 1.
+        alphas: points on the line; must contain 0 and 1. Only those in [0, 1] count
+            towards the maximum.
         values: the loss or error at each alpha.
 
     Returns:
@@ -88,8 +95,9 @@ def barriers(alphas: Sequence[float], values: Sequence[float]) -> tuple[float, f
     if any(e.numel() == 0 for e in ends):
         raise LandscapeError("alphas must include 0 and 1 (the two endpoint models)")
     v0, v1 = v[ends[0][0, 0]], v[ends[1][0, 0]]
-    mean_barrier = (v.max() - (v0 + v1) / 2).item()
-    linear_barrier = (v - ((1 - a) * v0 + a * v1)).max().item()
+    inside = (a >= 0) & (a <= 1)  # points outside the segment are extrapolation, not barrier
+    mean_barrier = (v[inside].max() - (v0 + v1) / 2).item()
+    linear_barrier = (v - ((1 - a) * v0 + a * v1))[inside].max().item()
     return mean_barrier, linear_barrier
 
 
@@ -164,7 +172,7 @@ def interpolate(
         if bn_reset:
             line.reset_bn(states, train_data, bn_batch_size)
         count = 0
-        for x, y in iter_batches(data, batch_size, device):
+        for x, y in iter_batches(data, batch_size, device, model_dtype(model_a)):
             for i, logits in enumerate(line.logits(states, x)):
                 loss_sum[lo + i] += F.cross_entropy(logits.double(), y, reduction="sum")
                 wrong[lo + i] += (logits.argmax(dim=1) != y).sum()
@@ -236,9 +244,10 @@ class _Line:
 
     def __init__(self, model_a: nn.Module, model_b: nn.Module) -> None:
         self.work = copy.deepcopy(model_a)
-        self.a = {k: v.detach() for k, v in _tensors(model_a).items()}
+        # copies, so that no pass here can touch the callers' BatchNorm buffers
+        self.a = {k: v.detach().clone() for k, v in _tensors(model_a).items()}
         device = model_device(model_a)
-        self.b = {k: v.detach().to(device) for k, v in _tensors(model_b).items()}
+        self.b = {k: v.detach().to(device, copy=True) for k, v in _tensors(model_b).items()}
         if device.type == "cpu":
             _channels_last_convs(self.work)
         self.first = _first_layer(self.work)
@@ -300,7 +309,7 @@ class _Line:
                     state[prefix + "num_batches_tracked"].zero_()
         try:
             device = model_device(self.work)
-            for x, _ in iter_batches(train_data, batch_size, device):
+            for x, _ in iter_batches(train_data, batch_size, device, model_dtype(self.work)):
                 for _ in self.logits(states, x, train=True):
                     pass
         finally:

@@ -96,6 +96,15 @@ class Split:
         """The device both tensors live on."""
         return self.x.device
 
+    def subset(self, n: int, seed: int = 0) -> Split:
+        """A fixed random subset of ``n`` examples (drawn from ``seed``); all if ``n`` is 0
+        or at least the split's size."""
+        if n <= 0 or n >= len(self):
+            return self
+        pick = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        pick = pick.to(self.x.device)
+        return replace(self, x=self.x[pick], y=self.y[pick])
+
     def to(self, device: torch.device | str) -> Split:
         """Return a copy of this split with both tensors on ``device``."""
         return replace(self, x=self.x.to(device), y=self.y.to(device))

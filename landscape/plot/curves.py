@@ -95,6 +95,8 @@ def barrier_vs_rewind(
         ax.set_xscale("symlog", linthresh=max(1, _smallest_positive(steps)))
         ax.set_xticks(steps, [str(k) for k in steps])
         ax.minorticks_off()
+        if len(steps) > 4:  # long ladders crowd the log-spaced upper end
+            ax.tick_params(axis="x", labelrotation=45)
         ax.set_title(str(name))
         ax.set_xlabel("rewind step k")
         ax.axhline(2.0 if scale == 100.0 else 0.0, color="0.5", lw=0.8, ls="--")

@@ -47,13 +47,14 @@ def random_masks(model: nn.Module, density: float, generator: torch.Generator) -
 
 
 @torch.no_grad()
-def apply_masks(model: nn.Module, masks: Masks) -> None:
-    """Zero the masked-out weights of ``model`` in place."""
+def apply_masks(model: nn.Module, masks: Masks) -> nn.Module:
+    """Zero the masked-out weights of ``model`` in place, and return it."""
     params = dict(model.named_parameters())
     for name, mask in masks.items():
         if name not in params:
             raise LandscapeError(f"mask names parameter {name!r}, which the model lacks")
         params[name].mul_(mask.to(params[name].device, params[name].dtype))
+    return model
 
 
 def density(masks: Masks) -> float:

@@ -15,6 +15,8 @@ every random draw is a pure function of the seeds and the step: the initial weig
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -35,6 +37,7 @@ from landscape.errors import LandscapeError
 from landscape.io import (
     Checkpoint,
     load_checkpoint,
+    load_weights,
     read_json,
     read_rows,
     save_checkpoint,
@@ -61,8 +64,6 @@ def run_key(spec: RunSpec, controllers: Sequence[Controller] = ()) -> str:
     """The directory name of a run: its spec hash, extended by any controllers' descriptions."""
     if not controllers:
         return spec.run_hash()
-    import hashlib
-    import json
 
     text = json.dumps(
         {"spec": spec.hash_fields(), "controllers": [c.describe() for c in controllers]},
@@ -99,7 +100,7 @@ class Run:
         step = self.spec.train.steps if step is None else step
         ckpt = load_checkpoint(self.checkpoint_path(step))
         model = build_model(self.spec, ckpt.meta["num_classes"], ckpt.meta["in_shape"])
-        model.load_state_dict(ckpt.model)
+        load_weights(model, ckpt)
         return model.to(device) if device is not None else model
 
     def metrics(self) -> list[dict[str, Any]]:
@@ -151,7 +152,7 @@ def train(
     controllers: Sequence[Controller] = (),
     data: tuple[Split, Split] | None = None,
     device: str | torch.device | None = None,
-    resume_every: int = 0,
+    resume_every: int = 1000,
     stop_at: int | None = None,
     progress: bool | None = None,
 ) -> Run:
@@ -165,8 +166,8 @@ def train(
         controllers: sparsity methods steering the loop (see :mod:`landscape.train.controller`).
         data: preloaded ``(train, test)`` splits; loaded from ``spec.data`` when omitted.
         device: where to train; default CUDA if available, else CPU.
-        resume_every: also write ``resume.pt`` every this many steps (0: never); it costs
-            disk writes, not results.
+        resume_every: also write ``resume.pt`` every this many steps (0: never), so an
+            interrupted run loses at most that much work; it costs disk writes, not results.
         stop_at: stop after this step without finishing (the run can be resumed later).
         progress: show a tqdm bar; default only when stderr is a terminal.
 
@@ -177,9 +178,8 @@ def train(
     root = runs_root(root)
     run = Run(spec, root / run_key(spec, controllers))
     t = spec.train
-    final = run.dir / "checkpoints" / f"step_{t.steps}.pt"
-    _claim_dir(run, controllers)
-    if final.is_file():
+    if (run.dir / "checkpoints" / f"step_{t.steps}.pt").is_file():
+        _claim_dir(run, controllers)  # checks that the directory holds this very run
         return run
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -187,6 +187,7 @@ def train(
     info = train_split.info
     model = build_model(spec, info.num_classes, info.in_shape).to(device)
     optimizer = _make_optimizer(spec, model)
+    _claim_dir(run, controllers)  # only once the spec is known to build
     start, meta = _restore(run, root, model, optimizer, controllers)
     stream = BatchIterator(
         train_split.to(device),
@@ -235,6 +236,7 @@ def train(
         if t.eval_every:
             rows.append(_eval_row(model, test_split, state.step, None, t.lr_at(start)))
             write_rows(run.dir / "metrics.csv", rows)
+    rng_devices = [device] if device.type == "cuda" else []
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=t.steps, initial=start, disable=not show, desc=run.dir.name, leave=False)
     for step in range(start, end):
@@ -243,17 +245,21 @@ def train(
         lr = t.lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = F.cross_entropy(model(x), y)
-        value = loss.item()
-        if not math.isfinite(value):
-            kept = ", ".join(str(s) for s in run.saved_steps())
-            raise TrainingDiverged(
-                f"training loss became {value} at step {step} of run {run.dir}; checkpoints "
-                f"kept: steps {kept}. Lower the learning rate (now {lr:g}) or add warm-up."
-            )
-        state.loss = loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with torch.random.fork_rng(devices=rng_devices):
+            # stochastic layers (dropout) draw from a seed of (noise_seed, step): part of
+            # the SGD noise, and reproduced exactly on resume
+            torch.manual_seed(step_seed(spec.seeds.noise_seed, step))
+            loss = F.cross_entropy(model(x), y)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"training loss became {value} at step {step} of run {run.dir}; "
+                    f"checkpoints kept: steps {_listing(run)}. Lower the learning rate (now "
+                    f"{lr:g}) or add warm-up."
+                )
+            state.loss = loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         for c in controllers:
             c.after_backward(state)
         optimizer.step()
@@ -266,18 +272,40 @@ def train(
                 c.on_epoch_end(state)
         state.loss = None
         bar.update(1)
-        if state.step == t.steps or (t.eval_every and state.step % t.eval_every == 0):
+        evaluate_now = state.step == t.steps or (t.eval_every and state.step % t.eval_every == 0)
+        keep = state.step in saved or (resume_every and state.step % resume_every == 0)
+        if (evaluate_now or keep or state.step == end) and not _finite(model):
+            raise TrainingDiverged(
+                f"the weights became non-finite at step {state.step} of run {run.dir}; "
+                f"checkpoints kept: steps {_listing(run)}. Lower the learning rate (now "
+                f"{lr:g}) or add warm-up."
+            )
+        if evaluate_now:
             rows.append(_eval_row(model, test_split, state.step, loss_sum / loss_count, lr))
             loss_sum, loss_count = 0.0, 0
             write_rows(run.dir / "metrics.csv", rows)
         if state.step in saved:
             checkpoint(f"step_{state.step}.pt")
-        elif resume_every and state.step % resume_every == 0 or state.step == end:
+        elif keep or state.step == end:
             checkpoint("resume.pt")
     bar.close()
     if state.step == t.steps:
         (run.dir / "checkpoints" / "resume.pt").unlink(missing_ok=True)
     return run
+
+
+def step_seed(noise_seed: int, step: int) -> int:
+    """The seed of the global RNG during step ``step``: a 63-bit hash of both numbers."""
+    digest = hashlib.sha256(f"landscape-step:{noise_seed}:{step}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def _finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _listing(run: Run) -> str:
+    return ", ".join(str(s) for s in run.saved_steps()) or "none"
 
 
 def _first_step(spec: RunSpec) -> int:
@@ -298,11 +326,20 @@ def _eval_row(
 
 
 def _claim_dir(run: Run, controllers: Sequence[Controller]) -> None:
-    """Write spec.json into a new run directory, or check an existing one holds this spec."""
+    """Write spec.json into a new run directory, or check an existing one holds this run.
+
+    Only what the hash covers is compared: the same run read from another data root, or
+    after the runs folder moved, is still the same run.
+    """
     record = {"spec": run.spec.to_dict(), "controllers": [c.describe() for c in controllers]}
     path = run.dir / "spec.json"
     if path.is_file():
-        if read_json(path) != record:
+        found = read_json(path)
+        try:
+            same = RunSpec.from_dict(found["spec"]).hash_fields() == run.spec.hash_fields()
+        except (LandscapeError, KeyError, TypeError):
+            same = False
+        if not same or found.get("controllers") != record["controllers"]:
             raise LandscapeError(
                 f"{run.dir} holds a different run than the one asked for; move it away or "
                 f"choose another runs root"
@@ -336,7 +373,14 @@ def _restore(
                 f"{parent.step} in its checkpoint_steps first (landscape.train.spawn does this)"
             )
         ckpt = load_checkpoint(ppath)
-        latest = (parent.step, Checkpoint(ckpt.model, ckpt.optimizer, {}, ckpt.controllers))
+        # a child continues the parent's controllers only where it runs the same ones
+        described = read_json(root / parent.run_hash / "spec.json").get("controllers", [])
+        inherited = {
+            c.name: ckpt.controllers[c.name]
+            for c in controllers
+            if c.name in ckpt.controllers and c.describe() in described
+        }
+        latest = (parent.step, Checkpoint(ckpt.model, ckpt.optimizer, {}, inherited))
     if latest is None:
         return 0, {}
     step, ckpt = latest

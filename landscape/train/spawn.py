@@ -14,8 +14,7 @@ from collections.abc import Sequence
 
 from landscape.errors import LandscapeError
 from landscape.specs import ParentRef, RunSpec, Seeds
-from landscape.train.controller import Controller
-from landscape.train.loop import Run, run_key, train
+from landscape.train.loop import Run, train
 
 
 def child_spec(
@@ -51,7 +50,10 @@ def spawn(
     controllers_factory=None,
     **train_kwargs,
 ) -> list[Run]:
-    """Train the parent (if needed) and one child per noise seed from its step ``step``.
+    """Train the parent up to ``step`` (if needed) and one child per noise seed from there.
+
+    The parent trains only as far as the children need; asking for a later step, or
+    calling :func:`~landscape.train.loop.train` on the parent, resumes it exactly.
 
     Args:
         parent: the parent's spec; ``step`` must be among its saved steps.
@@ -68,9 +70,8 @@ def spawn(
     if len(set(noise_seeds)) != len(noise_seeds):
         raise LandscapeError(f"noise seeds must differ, got {list(noise_seeds)}")
     make = controllers_factory or (lambda: ())
-    parent_controllers: Sequence[Controller] = make()
-    train(parent, root, controllers=parent_controllers, **train_kwargs)
-    key = run_key(parent, parent_controllers)
+    parent_run = train(parent, root, controllers=make(), stop_at=step, **train_kwargs)
+    key = parent_run.dir.name
     return [
         train(child_spec(parent, step, seed, key), root, controllers=make(), **train_kwargs)
         for seed in noise_seeds
