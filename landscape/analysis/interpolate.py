@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
@@ -28,6 +29,7 @@ from torch.func import functional_call
 
 from landscape.analysis.evaluate import (
     DEFAULT_BATCH,
+    as_tensors,
     eval_mode,
     iter_batches,
     model_device,
@@ -115,7 +117,7 @@ def interpolate(
     points: int = 21,
     bn_reset: bool | None = None,
     train_data: Any = None,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | None = None,
     bn_batch_size: int = 128,
     alpha_chunk: int | None = None,
 ) -> Interpolation:
@@ -135,7 +137,8 @@ def interpolate(
         train_data: the data for the BatchNorm reset: the training split, or a fixed subset
             of it (a few thousand examples pin the statistics down at a fraction of the
             cost).
-        batch_size: examples per forward pass.
+        batch_size: examples per forward pass when ``data`` is a tensor pair; default: as
+            many as keep the widest activation near 8 MiB (see :meth:`_Line.auto_batch`).
         bn_batch_size: batch size of the BatchNorm reset; the recomputed variance depends
             on it (a mean of per-batch variances), so it is fixed, never derived from chunks.
         alpha_chunk: alphas whose weights are held in memory at once; default keeps them
@@ -165,6 +168,10 @@ def interpolate(
     loss_sum = torch.zeros(len(alpha_list), dtype=torch.float64, device=device)
     wrong = torch.zeros(len(alpha_list), dtype=torch.int64, device=device)
     line = _Line(model_a, model_b)
+    pair = as_tensors(data)
+    if batch_size is None:
+        probe = pair[0][:1].to(device, model_dtype(model_a)) if pair else None
+        batch_size = line.auto_batch(probe) if pair else DEFAULT_BATCH
     count = 0
     for lo in range(0, len(alpha_list), chunk):
         part = alpha_list[lo : lo + chunk]
@@ -244,12 +251,12 @@ class _Line:
 
     def __init__(self, model_a: nn.Module, model_b: nn.Module) -> None:
         self.work = copy.deepcopy(model_a)
+        self.slots = _tensors(self.work)
         # copies, so that no pass here can touch the callers' BatchNorm buffers
         self.a = {k: v.detach().clone() for k, v in _tensors(model_a).items()}
         device = model_device(model_a)
         self.b = {k: v.detach().to(device, copy=True) for k, v in _tensors(model_b).items()}
-        if device.type == "cpu":
-            _channels_last_convs(self.work)
+        self.layout = _ChannelsLast(self.work, enabled=device.type == "cpu")
         self.first = _first_layer(self.work)
         self.mode = "plain"
         self.captured: torch.Tensor | None = None
@@ -275,46 +282,94 @@ class _Line:
         """Parameters and buffers at each alpha (integer buffers come from model A)."""
         return [(a, interpolate_state(self.a, self.b, a)) for a in alphas]
 
-    def logits(self, states, x: torch.Tensor, train: bool = False):
-        """Yield the model's output on ``x`` at each of ``states``, in order."""
-        context = torch.no_grad() if train else torch.inference_mode()
-        with context, eval_mode(self.work):
-            self.work.train(train)
-            ends = self._endpoints(x) if self.first is not None else None
-            if ends is not None and not self.checked:
-                self._check(x, ends)
+    def logits(self, states, x: torch.Tensor):
+        """Yield the model's output (eval mode) on ``x`` at each of ``states``, in order.
+
+        Each state is copied into the private model's own tensors, which costs less than
+        ``functional_call`` for the small models this runs most.
+        """
+        with eval_mode(self.work):
+            with torch.inference_mode():
+                ends = self._endpoints(x) if self.first is not None else None
+                if ends is not None and not self.checked:
+                    self._check(x, ends)
             for alpha, state in states:
+                self._load(state)
                 if self.first is not None and ends is not None:
                     self.mode, self.mix = "mix", (ends[0], ends[1], alpha)
                 try:
-                    yield functional_call(self.work, state, (x,))
+                    with torch.inference_mode():
+                        out = self.work(x)
                 finally:
                     self.mode, self.mix = "plain", None
+                yield out
+
+    def auto_batch(self, x: torch.Tensor, budget: int = 1 << 21) -> int:
+        """A batch size whose widest activation holds about ``budget`` floats (8 MiB).
+
+        Big batches amortise per-call overhead, but on a CPU a batch whose activations
+        overflow the caches runs slower: a BatchNorm ConvNet on Fashion-MNIST evaluates
+        twice as fast at 256 as at 2048, an MLP twice as fast at 2048 as at 128.
+        """
+        widest = x[0].numel()
+
+        def hook(module: nn.Module, inputs: Any, out: Any) -> None:
+            nonlocal widest
+            if torch.is_tensor(out):
+                widest = max(widest, out[0].numel())
+
+        leaves = [m for m in self.work.modules() if not any(m.children())]
+        handles = [m.register_forward_hook(hook) for m in leaves]
+        try:
+            with torch.inference_mode(), eval_mode(self.work), self._plain():
+                self.work(x[:1])
+        finally:
+            for handle in handles:
+                handle.remove()
+        return max(32, min(4096, 1 << max(0, (budget // widest).bit_length() - 1)))
+
+    def _load(self, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, t in self.slots.items():
+                t.copy_(state[name])
 
     def reset_bn(self, states, train_data: Any, batch_size: int) -> None:
         """Recompute BatchNorm running statistics at each alpha, into ``states`` in place.
 
         Uses PyTorch's cumulative average (``momentum=None``) over all of ``train_data``,
-        i.e. the mean over batches of the batch means and (unbiased) batch variances.
+        i.e. the mean over batches of the batch means and (unbiased) batch variances. The
+        pass runs alpha by alpha on the plain model: with the small batches BatchNorm
+        wants, sharing the first layer and channels-last layouts cost more than they save.
         """
-        saved = {}
-        for name, m in self.work.named_modules():
-            if isinstance(m, _BN) and m.track_running_stats:
-                saved[m] = m.momentum
-                m.momentum = None
-                prefix = f"{name}." if name else ""
-                for _, state in states:
-                    state[prefix + "running_mean"].zero_()
-                    state[prefix + "running_var"].fill_(1.0)
-                    state[prefix + "num_batches_tracked"].zero_()
+        norms = [m for m in self.work.modules() if isinstance(m, _BN) and m.track_running_stats]
+        saved = [m.momentum for m in norms]
+        device, dtype = model_device(self.work), model_dtype(self.work)
         try:
-            device = model_device(self.work)
-            for x, _ in iter_batches(train_data, batch_size, device, model_dtype(self.work)):
-                for _ in self.logits(states, x, train=True):
-                    pass
+            with torch.no_grad(), eval_mode(self.work), self._plain():
+                self.work.train()
+                for _, state in states:
+                    self._load(state)
+                    for m in norms:
+                        m.momentum = None
+                        m.reset_running_stats()
+                    for x, _ in iter_batches(train_data, batch_size, device, dtype):
+                        self.work(x)
+                    for name, buf in self.work.named_buffers():
+                        state[name].copy_(buf)
         finally:
-            for m, momentum in saved.items():
+            for m, momentum in zip(norms, saved):
                 m.momentum = momentum
+
+    @contextmanager
+    def _plain(self):
+        """Run the private model as it was built: no first-layer shortcut, no layouts."""
+        first, self.first = self.first, None
+        self.layout.enabled = False
+        try:
+            yield
+        finally:
+            self.first = first
+            self.layout.enabled = True
 
     def _endpoints(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The first layer's output at A and at B on this batch."""
@@ -352,43 +407,46 @@ class _Line:
             self.first = None
 
 
-def _channels_last_convs(model: nn.Module) -> None:
-    """Run the convolutions of ``model`` (a private copy) on channels-last data.
+class _ChannelsLast:
+    """Runs the convolutions of a (private) model on channels-last data while enabled.
 
-    oneDNN, PyTorch's CPU convolution backend, is markedly faster on channels-last
-    (NHWC) data: 1.3-1.6x for the models here (``benchmarks/interpolation.py``). A Conv1d
-    becomes the equivalent Conv2d over a height-1 image. The arithmetic is the same
-    convolution; results agree to float rounding.
+    oneDNN, PyTorch's CPU convolution backend, is faster on channels-last (NHWC) data for
+    the large evaluation batches used here: 1.3x on the MNIST-1D CNN
+    (``benchmarks/interpolation.py``). A Conv1d runs as the equivalent Conv2d over a
+    height-1 image. The arithmetic is the same convolution; results agree to float rounding.
     """
-    for m in model.modules():
-        if type(m) in (nn.Conv1d, nn.Conv2d) and m.padding_mode == "zeros":
-            if isinstance(m.padding, str):
-                continue
-            m.forward = partial(_conv_channels_last, m)
 
+    def __init__(self, model: nn.Module, enabled: bool) -> None:
+        self.enabled = enabled
+        for m in model.modules():
+            if type(m) in (nn.Conv1d, nn.Conv2d) and m.padding_mode == "zeros":
+                if not isinstance(m.padding, str):
+                    m.forward = partial(self._forward, m, m.forward)
 
-def _conv_channels_last(m: nn.Conv1d | nn.Conv2d, u: torch.Tensor) -> torch.Tensor:
-    cl = torch.channels_last
-    if isinstance(m, nn.Conv1d):
-        out = F.conv2d(
-            u.unsqueeze(2).contiguous(memory_format=cl),
-            m.weight.unsqueeze(2).contiguous(memory_format=cl),
+    def _forward(self, m: nn.Conv1d | nn.Conv2d, plain, u: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return plain(u)
+        cl = torch.channels_last
+        if isinstance(m, nn.Conv1d):
+            out = F.conv2d(
+                u.unsqueeze(2).contiguous(memory_format=cl),
+                m.weight.unsqueeze(2).contiguous(memory_format=cl),
+                m.bias,
+                (1, m.stride[0]),
+                (0, m.padding[0]),
+                (1, m.dilation[0]),
+                m.groups,
+            )
+            return out.squeeze(2)
+        return F.conv2d(
+            u.contiguous(memory_format=cl),
+            m.weight.contiguous(memory_format=cl),
             m.bias,
-            (1, m.stride[0]),
-            (0, m.padding[0]),
-            (1, m.dilation[0]),
+            m.stride,
+            m.padding,
+            m.dilation,
             m.groups,
         )
-        return out.squeeze(2)
-    return F.conv2d(
-        u.contiguous(memory_format=cl),
-        m.weight.contiguous(memory_format=cl),
-        m.bias,
-        m.stride,
-        m.padding,
-        m.dilation,
-        m.groups,
-    )
 
 
 def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
