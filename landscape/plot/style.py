@@ -51,7 +51,9 @@ def save_figure(fig: plt.Figure, stem: str | os.PathLike) -> list[Path]:
     paths = [stem.with_suffix(".pdf"), stem.with_suffix(".png")]
     for path in paths:
         tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-        fig.savefig(tmp)
+        # no creation date: the same figure gives the same bytes, so galleries diff cleanly
+        meta = {"CreationDate": None} if path.suffix == ".pdf" else {"Software": None}
+        fig.savefig(tmp, metadata=meta)
         os.replace(tmp, path)
     plt.close(fig)
     return paths
