@@ -142,3 +142,21 @@ def test_list_and_python_dash_m(capsys):
         [sys.executable, "-m", "landscape", "--help"], capture_output=True, text=True, check=True
     )
     assert "interpolate" in done.stdout
+
+
+def test_interpolate_resets_batchnorm_by_default(tmp_path, capsys):
+    from landscape.models import create_model
+
+    kwargs = {"depth": 1, "width": 4, "norm": "batch"}
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = create_model("convnet", num_classes=4, in_shape=(3, 6, 6), **kwargs)
+        paths.append(str(tmp_path / f"m{seed}.pt"))
+        torch.save(model.state_dict(), paths[-1])
+    args = ["interpolate", *paths, "--model", "convnet", "--data", "test-images", "--points", "3"]
+    args += [f"--model-arg={k}={json.dumps(v)}" for k, v in kwargs.items()]
+    assert main(args + ["--bn-examples", "64"]) == 0
+    assert json.loads(capsys.readouterr().out)["bn_reset"] is True
+    assert main(args + ["--no-bn-reset"]) == 0
+    assert json.loads(capsys.readouterr().out)["bn_reset"] is False

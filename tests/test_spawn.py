@@ -80,3 +80,11 @@ def test_a_child_keeps_its_own_mask_when_the_parents_differs(runs):
     # with the same mask the child inherits the parent's controller state
     same = train(child_spec(parent, 6, 2, parent_run.dir.name), runs, controllers=[FixedMask(old)])
     assert all(torch.all(_w(same, 24)[n][~m] == 0) for n, m in old.items())
+
+
+def test_an_unfinished_parent_says_how_to_finish(runs):
+    spawn(_parent(), 6, [1], runs)
+    from landscape.train import Run
+
+    with pytest.raises(LandscapeError, match="not reached it yet"):
+        Run(_parent(), runs / _parent().run_hash()).load_model()

@@ -85,9 +85,12 @@ class Run:
         path = self.dir / "checkpoints" / f"step_{step}.pt"
         if not path.is_file():
             have = ", ".join(str(s) for s in self.saved_steps()) or "none"
+            if step in self.spec.train.saved_steps():
+                advice = "the run has not reached it yet; train(spec) resumes the run"
+            else:
+                advice = f"add {step} to TrainSpec.checkpoint_steps and train again"
             raise LandscapeError(
-                f"run {self.dir} has no checkpoint at step {step} (saved steps: {have}); add "
-                f"{step} to TrainSpec.checkpoint_steps and train again"
+                f"run {self.dir} has no checkpoint at step {step} (saved steps: {have}); " + advice
             )
         return path
 
