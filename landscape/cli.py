@@ -42,8 +42,12 @@ def _ints(text: str) -> tuple[int, ...]:
         raise LandscapeError(f"expected integers separated by commas, got {text!r}") from None
 
 
-def _add_model_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model name (see `landscape list`)")
+def _add_model_data(p: argparse.ArgumentParser, model_help: str | None = None) -> None:
+    p.add_argument(
+        "--model",
+        required=model_help is None,
+        help=model_help or "model name (see `landscape list`)",
+    )
     p.add_argument(
         "--model-arg",
         action="append",
@@ -110,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("interpolate", help="loss/error on the line between two checkpoints")
     i.add_argument("ckpt_a")
     i.add_argument("ckpt_b")
-    _add_model_data(i)
+    _add_model_data(i, "model name; default: the one recorded in this project's checkpoints")
     i.add_argument("--split", default="test", choices=["train", "test"])
     i.add_argument("--points", type=int, default=21)
     i.add_argument(
@@ -154,9 +158,11 @@ def _train(args: argparse.Namespace) -> int:
             optimizer=args.optimizer,
             lr=args.lr,
             momentum=args.momentum,
+            nesterov=args.nesterov,
             weight_decay=args.weight_decay,
             schedule=args.schedule,
             milestones=args.milestones,
+            gamma=args.gamma,
             warmup_steps=args.warmup_steps,
             steps=args.steps,
             batch_size=args.batch_size,
@@ -195,17 +201,25 @@ def _interpolate(args: argparse.Namespace) -> int:
 
     from landscape.analysis import interpolate
     from landscape.data import get_dataset
-    from landscape.io import load_weights, write_json
+    from landscape.io import load_checkpoint, load_weights, write_json
     from landscape.models import create_model
 
     data = get_dataset(args.data, args.data_root, split=args.split)
     info = data.info
-    kwargs = _key_values(args.model_arg)
+    name, kwargs = args.model, _key_values(args.model_arg)
+    if name is None:  # this project's checkpoints say which model they hold
+        meta = load_checkpoint(args.ckpt_a).meta
+        if "model" not in meta:
+            raise LandscapeError(
+                f"{args.ckpt_a} does not say which model it holds; pass --model NAME "
+                f"(and --model-arg KEY=VALUE for its options)"
+            )
+        name, kwargs = meta["model"], {**meta.get("model_kwargs", {}), **kwargs}
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     models = []
     for path in (args.ckpt_a, args.ckpt_b):
         model = create_model(
-            args.model, num_classes=info.num_classes, in_shape=tuple(info.in_shape), **kwargs
+            name, num_classes=info.num_classes, in_shape=tuple(info.in_shape), **kwargs
         )
         models.append(load_weights(model, path).to(device))
     train_data = None
@@ -213,11 +227,8 @@ def _interpolate(args: argparse.Namespace) -> int:
         from landscape.analysis.interpolate import has_batchnorm
 
         if has_batchnorm(models[0]):
-            train_data = (
-                data
-                if args.split == "train"
-                else get_dataset(args.data, args.data_root, split="train")
-            )
+            source = data if args.split == "train" else get_dataset(args.data, args.data_root)
+            train_data = source.subset(args.bn_examples).to(device)
     result = interpolate(
         models[0],
         models[1],

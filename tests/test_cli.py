@@ -36,18 +36,27 @@ def test_train_spawn_interpolate_plot(tmp_path, capsys):
                 "4",
                 "--runs",
                 str(runs),
+                "--nesterov",
+                "--gamma",
+                "0.5",
             ]
         )
         == 0
     )
     (parent,) = _out(capsys)
+    recorded = json.loads(Path(parent, "spec.json").read_text())["spec"]["train"]
+    assert recorded["nesterov"] is True and recorded["gamma"] == 0.5 and recorded["lr"] == 0.05
     assert Path(parent, "checkpoints", "step_4.pt").is_file()
     assert main(["spawn", parent, "--step", "4", "--noise-seeds", "1,2"]) == 0
     children = _out(capsys)
     assert len(children) == 2 and all(Path(c).parent == runs for c in children)
     a, b = (str(Path(c, "checkpoints", "step_12.pt")) for c in children)
     out = tmp_path / "line.json"
-    assert main(["interpolate", a, b, *common, "--points", "5", "--json", str(out)]) == 0
+    # this project's checkpoints name their model, so --model may be left out
+    assert (
+        main(["interpolate", a, b, "--data", "test-blobs", "--points", "5", "--json", str(out)])
+        == 0
+    )
     result = json.loads(out.read_text())
     assert set(result) >= {
         "alphas",
@@ -157,6 +166,10 @@ def test_interpolate_resets_batchnorm_by_default(tmp_path, capsys):
     args = ["interpolate", *paths, "--model", "convnet", "--data", "test-images", "--points", "3"]
     args += [f"--model-arg={k}={json.dumps(v)}" for k, v in kwargs.items()]
     assert main(args + ["--bn-examples", "64"]) == 0
-    assert json.loads(capsys.readouterr().out)["bn_reset"] is True
+    subset = json.loads(capsys.readouterr().out)
+    assert subset["bn_reset"] is True
+    assert main(args + ["--bn-examples", "0"]) == 0  # the whole training split
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["loss"][1] != subset["loss"][1]  # the statistics came from other data
     assert main(args + ["--no-bn-reset"]) == 0
     assert json.loads(capsys.readouterr().out)["bn_reset"] is False
