@@ -6,11 +6,12 @@ Connectivity and the Lottery Ticket Hypothesis", Sec. 2), the *instability* (err
 is ``max_a E(a) - (E(0) + E(1)) / 2``; the height above the straight line between the
 endpoints, ``max_a [E(a) - ((1 - a) E(0) + a E(1))]``, is reported beside it.
 
-Speed: the data is read in large batches, each batch serves every alpha, and the first
-layer's work is shared across alphas (it is affine in its weights, see :class:`_Line`), so
-the arithmetic per alpha is that of the network above its first layer. For BatchNorm
-models the running statistics at each alpha are recomputed on training data (Frankle et al.
-2020, App. B; Jordan et al. 2023, "REPAIR", show how stale statistics inflate barriers).
+Speed: the data is read in batches sized to the CPU caches, each batch serves every alpha,
+and the first layer's work is shared across alphas (it is affine in its weights, see
+:class:`_Line`), so the arithmetic per alpha is that of the network above its first layer.
+For BatchNorm models the running statistics at each alpha are recomputed on training data:
+interpolated weights with the endpoints' statistics give inflated barriers (Jordan et al.
+2023, "REPAIR: REnormalizing Permuted Activations for Interpolation Repair").
 """
 
 from __future__ import annotations
