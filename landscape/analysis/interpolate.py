@@ -153,42 +153,17 @@ def interpolate(
     data = list(data) if isinstance(data, Iterator) else data
     train_data = list(train_data) if isinstance(train_data, Iterator) else train_data
     _check_same_architecture(model_a, model_b)
-    has_bn = has_batchnorm(model_a)
-    bn_reset = has_bn if bn_reset is None else bool(bn_reset)
-    if bn_reset and not has_bn:
-        bn_reset = False  # nothing to reset: an MLP's line is the same either way
-    if bn_reset and train_data is None:
-        raise LandscapeError(
-            "the model has BatchNorm, so its running statistics must be recomputed at each "
-            "alpha: pass train_data=(x, y) (the training split), or bn_reset=False to "
-            "interpolate the stored statistics instead"
-        )
-    device = model_device(model_a)
-    size = sum(p.numel() for p in model_a.parameters()) + sum(b.numel() for b in model_a.buffers())
-    chunk = alpha_chunk or max(1, min(len(alpha_list), (64 << 20) // max(1, size)))
-    loss_sum = torch.zeros(len(alpha_list), dtype=torch.float64, device=device)
-    wrong = torch.zeros(len(alpha_list), dtype=torch.int64, device=device)
+    bn_reset = _bn_choice(model_a, bn_reset, train_data)
     line = _Line(model_a, model_b)
-    pair = as_tensors(data)
     if batch_size is None:
-        probe = pair[0][:1].to(device, model_dtype(model_a)) if pair else None
-        batch_size = line.auto_batch(probe) if pair else DEFAULT_BATCH
-    count = 0
-    for lo in range(0, len(alpha_list), chunk):
-        part = alpha_list[lo : lo + chunk]
-        states = line.states(part)
-        if bn_reset:
-            line.reset_bn(states, train_data, bn_batch_size)
-        count = 0
-        for x, y in iter_batches(data, batch_size, device, model_dtype(model_a)):
-            for i, logits in enumerate(line.logits(states, x)):
-                loss_sum[lo + i] += F.cross_entropy(logits.double(), y, reduction="sum")
-                wrong[lo + i] += (logits.argmax(dim=1) != y).sum()
-            count += len(y)
-    if count == 0:
-        raise LandscapeError("cannot interpolate on empty data")
-    loss = (loss_sum / count).tolist()
-    error = (wrong.double() / count).tolist()
+        pair = as_tensors(data)  # batches given as an iterable keep their own size
+        probe = pair[0][:1].to(model_device(model_a), model_dtype(model_a)) if pair else None
+        batch_size = DEFAULT_BATCH if probe is None else line.auto_batch(probe)
+    size = sum(t.numel() for t in line.slots.values())
+    chunk = alpha_chunk or max(1, min(len(alpha_list), (64 << 20) // max(1, size)))
+    loss, error, count = line.curves(
+        alpha_list, data, chunk, batch_size, train_data if bn_reset else None, bn_batch_size
+    )
     loss_barrier, loss_linear = barriers(alpha_list, loss)
     error_barrier, error_linear = barriers(alpha_list, error)
     return Interpolation(
@@ -202,6 +177,19 @@ def interpolate(
         bn_reset=bn_reset,
         count=count,
     )
+
+
+def _bn_choice(model: nn.Module, bn_reset: bool | None, train_data: Any) -> bool:
+    """Whether to recompute BatchNorm statistics; an error if that needs missing data."""
+    has_bn = has_batchnorm(model)
+    bn_reset = has_bn if bn_reset is None else bool(bn_reset) and has_bn
+    if bn_reset and train_data is None:
+        raise LandscapeError(
+            "the model has BatchNorm, so its running statistics must be recomputed at each "
+            "alpha: pass train_data=(x, y) (the training split), or bn_reset=False to "
+            "interpolate the stored statistics instead"
+        )
+    return bn_reset
 
 
 def interpolate_state(
@@ -278,6 +266,38 @@ class _Line:
                 return plain(u)
 
             layer.forward = forward  # only on the private copy
+
+    def curves(
+        self,
+        alphas: list[float],
+        data: Any,
+        chunk: int,
+        batch_size: int,
+        train_data: Any,
+        bn_batch_size: int,
+    ) -> tuple[list[float], list[float], int]:
+        """Mean loss and error at each alpha over all of ``data``, and the example count.
+
+        Alphas go ``chunk`` at a time (their weights are held in memory together); with
+        ``train_data`` the BatchNorm statistics are recomputed at each alpha first.
+        """
+        device, dtype = model_device(self.work), model_dtype(self.work)
+        loss_sum = torch.zeros(len(alphas), dtype=torch.float64, device=device)
+        wrong = torch.zeros(len(alphas), dtype=torch.int64, device=device)
+        count = 0
+        for lo in range(0, len(alphas), chunk):
+            states = self.states(alphas[lo : lo + chunk])
+            if train_data is not None:
+                self.reset_bn(states, train_data, bn_batch_size)
+            count = 0
+            for x, y in iter_batches(data, batch_size, device, dtype):
+                for i, logits in enumerate(self.logits(states, x)):
+                    loss_sum[lo + i] += F.cross_entropy(logits.double(), y, reduction="sum")
+                    wrong[lo + i] += (logits.argmax(dim=1) != y).sum()
+                count += len(y)
+        if count == 0:
+            raise LandscapeError("cannot interpolate on empty data")
+        return (loss_sum / count).tolist(), (wrong.double() / count).tolist(), count
 
     def states(self, alphas: Sequence[float]) -> list[tuple[float, dict[str, torch.Tensor]]]:
         """Parameters and buffers at each alpha (integer buffers come from model A)."""
