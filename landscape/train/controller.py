@@ -21,7 +21,7 @@ run's directory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from torch import nn
 
 from landscape.sparse import Masks, apply_masks, density, mask_digest
 from landscape.specs import RunSpec
+from landscape.train.distributed import Group
 
 
 @dataclass
@@ -45,6 +46,8 @@ class LoopState:
         epoch: the epoch the current step belongs to.
         steps_per_epoch: batches per epoch.
         loss: the current step's training loss (a 0-d tensor), ``None`` outside steps.
+        group: this process among the training processes; only ``group.lead`` should write
+            files. The gradients a controller reads are already averaged over processes.
     """
 
     spec: RunSpec
@@ -55,6 +58,7 @@ class LoopState:
     epoch: int
     steps_per_epoch: int
     loss: torch.Tensor | None = None
+    group: Group = field(default_factory=Group)
 
 
 class Controller:

@@ -46,6 +46,7 @@ from landscape.io import (
 )
 from landscape.models import create_model
 from landscape.specs import RunSpec
+from landscape.train import distributed
 from landscape.train.controller import Controller, LoopState
 
 log = logging.getLogger(__name__)
@@ -186,11 +187,14 @@ def train(
         return run
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    group = distributed.current_group()
+    distributed.check_batch(t.batch_size, group)
     train_split, test_split = data if data is not None else load_splits(spec)
     info = train_split.info
     model = build_model(spec, info.num_classes, info.in_shape).to(device)
     optimizer = _make_optimizer(spec, model)
-    _claim_dir(run, controllers)  # only once the spec is known to build
+    if group.lead:
+        _claim_dir(run, controllers)  # only once the spec is known to build
     start, meta = _restore(run, root, model, optimizer, controllers)
     stream = BatchIterator(
         train_split.to(device),
@@ -209,11 +213,15 @@ def train(
 
     rows = [r for r in run.metrics() if r["step"] <= start]
     loss_sum, loss_count = meta.get("loss_sum", 0.0), meta.get("loss_count", 0)
-    state = LoopState(spec, run.dir, model, optimizer, start, start // per_epoch, per_epoch)
+    state = LoopState(
+        spec, run.dir, model, optimizer, start, start // per_epoch, per_epoch, group=group
+    )
     saved = set(t.saved_steps())
     end = t.steps if stop_at is None else min(stop_at, t.steps)
 
     def checkpoint(name: str) -> None:
+        if not group.lead:
+            return
         save_checkpoint(
             run.dir / "checkpoints" / name,
             model,
@@ -231,14 +239,19 @@ def train(
             controllers={c.name: c.state_dict() for c in controllers},
         )
 
+    def record(train_loss: float | None, lr: float) -> None:
+        if group.lead:
+            rows.append(_eval_row(model, test_split, state.step, train_loss, lr))
+            write_rows(run.dir / "metrics.csv", rows)
+
+    net = distributed.wrap(model, group, device)  # the model itself in a single process
     model.train()
     for c in controllers:
         c.on_start(state)
     if start == _first_step(spec) and not (run.dir / "checkpoints" / f"step_{start}.pt").exists():
         checkpoint(f"step_{start}.pt")
         if t.eval_every:
-            rows.append(_eval_row(model, test_split, state.step, None, t.lr_at(start)))
-            write_rows(run.dir / "metrics.csv", rows)
+            record(None, t.lr_at(start))
     rng_devices = [device] if device.type == "cuda" else []
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=t.steps, initial=start, disable=not show, desc=run.dir.name, leave=False)
@@ -246,14 +259,15 @@ def train(
         state.epoch, index = divmod(step, per_epoch)
         x, y = stream.batch(state.epoch, index)
         lr = t.lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr
         with torch.random.fork_rng(devices=rng_devices):
             # stochastic layers (dropout) draw from a seed of (noise_seed, step): part of
             # the SGD noise, and reproduced exactly on resume
-            torch.manual_seed(step_seed(spec.seeds.noise_seed, step))
-            loss = F.cross_entropy(model(x), y)
-            value = loss.item()
+            torch.manual_seed(step_seed(spec.seeds.noise_seed, step, group.rank))
+            xs, ys = distributed.shard(x, y, group)
+            loss = F.cross_entropy(net(xs), ys)
+            value = distributed.mean(loss, group)  # the same on every process
             if not math.isfinite(value):
                 raise TrainingDiverged(
                     f"training loss became {value} at step {step} of run {run.dir}; "
@@ -284,22 +298,23 @@ def train(
                 f"{lr:g}) or add warm-up."
             )
         if evaluate_now:
-            rows.append(_eval_row(model, test_split, state.step, loss_sum / loss_count, lr))
+            record(loss_sum / loss_count, lr)
             loss_sum, loss_count = 0.0, 0
-            write_rows(run.dir / "metrics.csv", rows)
         if state.step in saved:
             checkpoint(f"step_{state.step}.pt")
         elif keep or state.step == end:
             checkpoint("resume.pt")
     bar.close()
-    if state.step == t.steps:
+    if state.step == t.steps and group.lead:
         (run.dir / "checkpoints" / "resume.pt").unlink(missing_ok=True)
+    distributed.barrier(group)  # every process returns once the files are written
     return run
 
 
-def step_seed(noise_seed: int, step: int) -> int:
-    """The seed of the global RNG during step ``step``: a 63-bit hash of both numbers."""
-    digest = hashlib.sha256(f"landscape-step:{noise_seed}:{step}".encode()).digest()
+def step_seed(noise_seed: int, step: int, rank: int = 0) -> int:
+    """The seed of the global RNG during step ``step`` on process ``rank``: a 63-bit hash."""
+    key = f"landscape-step:{noise_seed}:{step}" + (f":{rank}" if rank else "")
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
