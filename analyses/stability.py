@@ -72,7 +72,7 @@ def networks(scale: str) -> list[Network]:
     if scale == "ci":
         return [_mnist1d_conv(160, (0, 4, 16))]
     if scale == "demo":
-        return [_mnist1d_conv(1200, (0, 10, 30, 60, 120))]
+        return [_mnist1d_conv(1000, (0, 10, 25, 50, 100))]
     fashion = DataSpec("fashion-mnist")
     return [
         _mnist1d_conv(2000, (0, 10, 25, 50, 100, 200)),
