@@ -27,6 +27,8 @@ import torch
 from landscape.analysis import interpolate
 from landscape.analysis.interpolate import has_batchnorm
 from landscape.data import get_dataset
+from landscape.devices import resolve_device
+from landscape.errors import LandscapeError
 from landscape.io import read_rows, write_rows
 from landscape.plot import barrier_vs_rewind, interpolation_curves, save_figure
 from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
@@ -202,8 +204,15 @@ def main(argv: list[str] | None = None) -> int:
         args.out
         or ("figures/stability" if args.scale == "full" else f"results/stability-{args.scale}")
     )
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        return _run(args, out)
+    except LandscapeError as err:  # a user error: one line, as the CLI prints it
+        print(f"stability: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
 
+
+def _run(args: argparse.Namespace, out: Path) -> int:
+    device = resolve_device(args.device)
     start = time.perf_counter()
     table = out / "barriers.csv"
     if args.plot_only:

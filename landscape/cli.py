@@ -1,7 +1,8 @@
 """Thin argparse shell: one subcommand per library entry point.
 
 Arguments are parsed here and nowhere else; every subcommand calls a library function with
-plain Python values.
+plain Python values. Every user error, from argument parsing or from the library, ends as one
+``landscape <command>: error: ...`` line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -31,22 +32,65 @@ def _key_values(items: Sequence[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise LandscapeError(f"--model-arg expects KEY=VALUE, got {item!r}")
+        if key in ("num_classes", "in_shape"):
+            raise LandscapeError(
+                f"--model-arg {key} is not an option: it comes from the dataset (--data)"
+            )
         out[key] = _value(text)
     return out
 
 
+class _UsageError(Exception):
+    """A command line argparse refused; ``prog`` names the (sub)command."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors reach :func:`main` instead of exiting with a usage text."""
+
+    def error(self, message: str) -> Any:  # argparse's hook; it must not return
+        raise _UsageError(self.prog, message)
+
+
 def _ints(text: str) -> tuple[int, ...]:
+    """``"0,50,100"`` (or spaces) -> ``(0, 50, 100)``; each a whole number >= 0."""
     try:
-        return tuple(int(t) for t in text.replace(",", " ").split())
+        values = tuple(int(t) for t in text.replace(",", " ").split())
     except ValueError:
-        raise LandscapeError(f"expected integers separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected whole numbers separated by commas, such as 0,50,100; got {text!r}"
+        ) from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"steps and seeds must be >= 0, got {text!r}")
+    return values
+
+
+def _whole(minimum: int, meaning: str = ""):
+    """An argparse type: a whole number >= ``minimum``; ``meaning`` explains the bound."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number >= {minimum}{meaning}, got {text!r}"
+            )
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
 
 
 def _add_model_data(p: argparse.ArgumentParser, model_help: str | None = None) -> None:
     p.add_argument(
         "--model",
         required=model_help is None,
-        help=model_help or "model name (see `landscape list`)",
+        help=model_help or "model name (see `landscape list`), or path/to/file.py:ClassName",
     )
     p.add_argument(
         "--model-arg",
@@ -61,7 +105,7 @@ def _add_model_data(p: argparse.ArgumentParser, model_help: str | None = None) -
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="landscape",
         description="Loss landscapes and mode connectivity of sparse neural networks.",
     )
@@ -71,8 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a run (reused if it exists, resumed if cut short)")
     _add_model_data(t)
     t.add_argument("--augment", default="", help="comma-separated: crop,flip")
-    t.add_argument("--steps", type=int, default=1000)
-    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--steps", type=_whole(1), default=1000)
+    t.add_argument("--batch-size", type=_whole(1), default=128)
     t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     t.add_argument("--lr", type=float, default=0.1)
     t.add_argument("--momentum", type=float, default=0.9)
@@ -81,42 +125,46 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", default="cosine", choices=["constant", "cosine", "linear", "step"])
     t.add_argument("--milestones", type=_ints, default=())
     t.add_argument("--gamma", type=float, default=0.1, help="decay of --schedule step")
-    t.add_argument("--warmup-steps", type=int, default=0)
-    t.add_argument("--eval-every", type=int, default=0)
+    t.add_argument("--warmup-steps", type=_whole(0), default=0)
+    t.add_argument("--eval-every", type=_whole(0), default=0)
     t.add_argument(
         "--checkpoint-steps",
         type=_ints,
         default=(),
         help="steps to keep besides 0 and the last, e.g. 0,50,100",
     )
-    t.add_argument("--init-seed", type=int, default=0)
-    t.add_argument("--noise-seed", type=int, default=0)
+    t.add_argument("--init-seed", type=_whole(0), default=0)
+    t.add_argument("--noise-seed", type=_whole(0), default=0)
     t.add_argument("--runs", default=None, help="runs root (default $LANDSCAPE_RUNS or ./runs)")
     t.add_argument(
         "--resume-every",
-        type=int,
+        type=_whole(0, " (0: only at saved steps)"),
         default=1000,
         help="write a resume point every N steps (0: only at saved steps)",
     )
     t.add_argument(
         "--stop-at",
-        type=int,
+        type=_whole(0),
         default=None,
         help="stop after this step; running the same command again resumes",
     )
 
     s = sub.add_parser("spawn", help="children of a run's checkpoint with other noise seeds")
     s.add_argument("run", help="the parent run's directory")
-    s.add_argument("--step", type=int, required=True, help="the parent's step to branch from")
+    s.add_argument("--step", type=_whole(0), required=True, help="the parent's step to branch from")
     s.add_argument("--noise-seeds", type=_ints, required=True, help="e.g. 1,2")
     s.add_argument("--device", default=None)
 
     i = sub.add_parser("interpolate", help="loss/error on the line between two checkpoints")
-    i.add_argument("ckpt_a")
-    i.add_argument("ckpt_b")
-    _add_model_data(i, "model name; default: the one recorded in this project's checkpoints")
+    i.add_argument("ckpt_a", help="checkpoint file, or a run directory (its latest checkpoint)")
+    i.add_argument("ckpt_b", help="the other endpoint, likewise")
+    _add_model_data(
+        i,
+        "model name, or path/to/file.py:ClassName (or module:ClassName) for your own; "
+        "default: the one recorded in this project's checkpoints",
+    )
     i.add_argument("--split", default="test", choices=["train", "test"])
-    i.add_argument("--points", type=int, default=21)
+    i.add_argument("--points", type=_whole(2), default=21)
     i.add_argument(
         "--bn-reset",
         action=argparse.BooleanOptionalAction,
@@ -126,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     i.add_argument(
         "--bn-examples",
-        type=int,
+        type=_whole(0, " (0 for the whole split)"),
         default=4096,
         help="training examples (a fixed random subset) for the BatchNorm reset; "
         "0 for the whole split",
@@ -153,7 +201,7 @@ def _train(args: argparse.Namespace) -> int:
             augment=tuple(a for a in args.augment.split(",") if a),
             root=args.data_root,
         ),
-        model=ModelSpec(name=args.model, kwargs=_key_values(args.model_arg)),
+        model=ModelSpec(name=_model_name(args.model), kwargs=_key_values(args.model_arg)),
         train=TrainSpec(
             optimizer=args.optimizer,
             lr=args.lr,
@@ -178,57 +226,88 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_name(name: str) -> str:
+    """A user file's model is recorded by its absolute path: ``net.py:Net`` in two projects
+    names two models, and the run can be analysed from any directory."""
+    target, sep, attr = name.rpartition(":")
+    if sep and target.endswith(".py") and Path(target).expanduser().is_file():
+        return f"{Path(target).expanduser().resolve()}:{attr}"
+    return name
+
+
 def _spawn(args: argparse.Namespace) -> int:
     from landscape.io import read_json
     from landscape.specs import RunSpec
     from landscape.train import spawn
 
     run_dir = Path(args.run)
+    if not run_dir.is_dir() or not (run_dir / "spec.json").is_file():
+        what = "does not exist" if not run_dir.exists() else "is not a run directory"
+        raise LandscapeError(
+            f"{run_dir} {what}; pass the directory `landscape train` printed (it holds "
+            f"spec.json and checkpoints/)"
+        )
     record = read_json(run_dir / "spec.json")
+    if not isinstance(record, dict) or "spec" not in record:
+        raise LandscapeError(f"{run_dir / 'spec.json'} does not describe a run")
     if record.get("controllers"):
         raise LandscapeError(
             f"{run_dir} was trained under controllers {record['controllers']}; spawn it from "
             f"Python with landscape.train.spawn(..., controllers_factory=...)"
         )
     parent = RunSpec.from_dict(record["spec"])
+    if run_dir.name != parent.run_hash():
+        raise LandscapeError(
+            f"{run_dir} holds run {parent.run_hash()} under another name (renamed or copied), "
+            f"and runs are found by that name; rename the folder to {parent.run_hash()} "
+            f"inside its runs root, then spawn again"
+        )
     for child in spawn(parent, args.step, args.noise_seeds, run_dir.parent, device=args.device):
         print(child.dir)
     return 0
 
 
 def _interpolate(args: argparse.Namespace) -> int:
-    import torch
-
     from landscape.analysis import interpolate
+    from landscape.analysis.interpolate import has_batchnorm
     from landscape.data import get_dataset
+    from landscape.devices import resolve_device
     from landscape.io import load_checkpoint, load_weights, write_json
     from landscape.models import create_model
 
+    device = resolve_device(args.device)
     data = get_dataset(args.data, args.data_root, split=args.split)
     info = data.info
+    ckpts = [load_checkpoint(_checkpoint_file(path)) for path in (args.ckpt_a, args.ckpt_b)]
     name, kwargs = args.model, _key_values(args.model_arg)
     if name is None:  # this project's checkpoints say which model they hold
-        meta = load_checkpoint(args.ckpt_a).meta
+        meta = ckpts[0].meta
         if "model" not in meta:
             raise LandscapeError(
-                f"{args.ckpt_a} does not say which model it holds; pass --model NAME "
-                f"(and --model-arg KEY=VALUE for its options)"
+                f"{args.ckpt_a} does not say which model it holds; pass --model NAME, or "
+                f"--model path/to/file.py:ClassName for your own class (and --model-arg "
+                f"KEY=VALUE for its options)"
             )
-        name, kwargs = meta["model"], {**meta.get("model_kwargs", {}), **kwargs}
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        recorded = meta.get("model_kwargs", {})
+        if not isinstance(meta["model"], str) or not isinstance(recorded, dict):
+            raise LandscapeError(f"{args.ckpt_a} records its model in an unknown form")
+        name, kwargs = meta["model"], {**recorded, **kwargs}
+        origin = f" (the model recorded in {args.ckpt_a}; pass --model to choose another)"
+    else:
+        origin = ""
     models = []
-    for path in (args.ckpt_a, args.ckpt_b):
-        model = create_model(
-            name, num_classes=info.num_classes, in_shape=tuple(info.in_shape), **kwargs
-        )
-        models.append(load_weights(model, path).to(device))
+    for ckpt in ckpts:
+        try:
+            model = create_model(
+                name, num_classes=info.num_classes, in_shape=tuple(info.in_shape), **kwargs
+            )
+        except LandscapeError as err:
+            raise LandscapeError(f"{err}{origin}") from None
+        models.append(load_weights(model, ckpt).to(device))
     train_data = None
-    if args.bn_reset is not False:
-        from landscape.analysis.interpolate import has_batchnorm
-
-        if has_batchnorm(models[0]):
-            source = data if args.split == "train" else get_dataset(args.data, args.data_root)
-            train_data = source.subset(args.bn_examples).to(device)
+    if args.bn_reset is not False and has_batchnorm(models[0]):
+        source = data if args.split == "train" else get_dataset(args.data, args.data_root)
+        train_data = source.subset(args.bn_examples).to(device)
     result = interpolate(
         models[0],
         models[1],
@@ -247,6 +326,25 @@ def _interpolate(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(out, indent=2))
     return 0
+
+
+def _checkpoint_file(path: str) -> Path:
+    """The checkpoint a path names; for a run directory, say on stderr which one is used."""
+    from landscape.io import read_json, resolve_checkpoint
+
+    found = resolve_checkpoint(path)
+    if found != Path(path):
+        run_dir = found.parent.parent
+        note = ""
+        if (run_dir / "spec.json").is_file():
+            record = read_json(run_dir / "spec.json")
+            spec = record.get("spec") if isinstance(record, dict) else None
+            train = spec.get("train") if isinstance(spec, dict) else None
+            steps = train.get("steps") if isinstance(train, dict) else None
+            if steps is not None and found.name != f"step_{steps}.pt":
+                note = f"; the run is unfinished (it trains to step {steps})"
+        print(f"landscape: using {found}, the latest checkpoint in {path}{note}", file=sys.stderr)
+    return found
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -282,8 +380,12 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; user errors print one line and exit with status 2."""
-    args = _parser().parse_args(argv)
+    """Run the command line; user errors print one line and return status 2."""
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as err:
+        _fail(err.prog, f"{err} (see {err.prog} --help)")
+        return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -291,5 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except LandscapeError as err:
-        print(f"landscape {args.command}: error: {err}", file=sys.stderr)
+        _fail(f"landscape {args.command}", str(err))
         return 2
+
+
+def _fail(prog: str, message: str) -> None:
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)

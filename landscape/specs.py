@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from landscape.checks import integer, number
 from landscape.errors import LandscapeError
 
 SCHEDULES = ("constant", "cosine", "step", "linear")
@@ -35,6 +36,19 @@ class DataSpec:
     augment: tuple[str, ...] = ()
     root: str | None = field(default=None, metadata={"hash": False})
 
+    def __post_init__(self) -> None:
+        _text("DataSpec.name", self.name)
+        augment = self.augment
+        if isinstance(augment, str):  # "crop,flip" as the CLI writes it
+            augment = tuple(a for a in augment.split(",") if a)
+        if not isinstance(augment, (tuple, list)) or not all(isinstance(a, str) for a in augment):
+            raise LandscapeError(
+                f"DataSpec.augment must be names such as ('crop', 'flip'), got {self.augment!r}"
+            )
+        object.__setattr__(self, "augment", tuple(augment))
+        if self.root is not None:
+            object.__setattr__(self, "root", str(self.root))
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -49,9 +63,26 @@ class ModelSpec:
     kwargs: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        _text("ModelSpec.name", self.name)
         pairs = self.kwargs.items() if isinstance(self.kwargs, dict) else self.kwargs
-        # values become tuples all the way down, so the spec is hashable and survives JSON
-        object.__setattr__(self, "kwargs", tuple(sorted((k, _tuplify(v)) for k, v in pairs)))
+        try:
+            pairs = [(k, v) for k, v in pairs]
+        except (TypeError, ValueError):
+            pairs = None
+        if pairs is None or not all(isinstance(k, str) for k, _ in pairs):
+            raise LandscapeError(
+                f"ModelSpec.kwargs must be a dict of option name -> value, got {self.kwargs!r}"
+            )
+        reserved = sorted({k for k, _ in pairs} & {"num_classes", "in_shape"})
+        if reserved:
+            raise LandscapeError(
+                f"ModelSpec.kwargs cannot set {', '.join(reserved)}: they come from the dataset "
+                f"(DatasetInfo); choose the data instead"
+            )
+        # values become tuples all the way down, so the spec is hashable and survives JSON;
+        # whole-number floats become ints, so width=1 (CLI) and width=1.0 name one run
+        pairs = [(k, _tuplify(_whole_floats(v))) for k, v in pairs]
+        object.__setattr__(self, "kwargs", tuple(sorted(pairs)))
 
 
 @dataclass(frozen=True)
@@ -93,27 +124,52 @@ class TrainSpec:
 
     def __post_init__(self) -> None:
         # 1 and 1.0 must name the same run, whether it came from Python or the CLI
-        for name in ("lr", "momentum", "weight_decay", "gamma"):
-            object.__setattr__(self, name, float(getattr(self, name)))
-        for name in ("warmup_steps", "steps", "batch_size", "eval_every"):
-            object.__setattr__(self, name, int(getattr(self, name)))
-        object.__setattr__(self, "nesterov", bool(self.nesterov))
-        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
-        object.__setattr__(
-            self, "checkpoint_steps", tuple(sorted({int(s) for s in self.checkpoint_steps}))
-        )
-        if self.optimizer not in OPTIMIZERS:
+        lows = {"lr": 0.0, "momentum": 0.0, "weight_decay": 0.0, "gamma": 0.0}
+        for name, low in lows.items():
+            value = number(f"TrainSpec.{name}", getattr(self, name), minimum=low)
+            object.__setattr__(self, name, value)
+        lows = {"warmup_steps": 0, "steps": 1, "batch_size": 1, "eval_every": 0}
+        for name, low in lows.items():
+            object.__setattr__(self, name, integer(f"TrainSpec.{name}", getattr(self, name), low))
+        if not isinstance(self.nesterov, bool):
+            raise LandscapeError(f"TrainSpec.nesterov must be True or False, got {self.nesterov!r}")
+        for name in ("milestones", "checkpoint_steps"):
+            values = getattr(self, name)
+            if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
+                raise LandscapeError(f"TrainSpec.{name} must be a list of steps, got {values!r}")
+            steps = [integer(f"TrainSpec.{name}", v, 0) for v in values]
+            steps = sorted(set(steps)) if name == "checkpoint_steps" else steps
+            object.__setattr__(self, name, tuple(steps))
+        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
             raise LandscapeError(
                 f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
             )
-        if self.schedule not in SCHEDULES:
+        if not isinstance(self.schedule, str) or self.schedule not in SCHEDULES:
             raise LandscapeError(
                 f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"
             )
-        if self.steps < 1 or self.batch_size < 1:
-            raise LandscapeError("steps and batch_size must both be at least 1")
         if not self.lr > 0:
             raise LandscapeError(f"lr must be positive, got {self.lr}")
+        if self.momentum >= 1:
+            raise LandscapeError(f"TrainSpec.momentum must be below 1, got {self.momentum}")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise LandscapeError(
+                "TrainSpec.nesterov needs optimizer='sgd' with momentum > 0 "
+                f"(got optimizer={self.optimizer!r}, momentum={self.momentum})"
+            )
+        if self.milestones and self.schedule != "step":
+            raise LandscapeError(
+                f"TrainSpec.milestones only apply to schedule='step', not {self.schedule!r}"
+            )
+        late = [m for m in self.milestones if m > self.steps]
+        if late:
+            raise LandscapeError(
+                f"TrainSpec.milestones {late} lie beyond the run's {self.steps} steps"
+            )
+        if self.warmup_steps > self.steps:
+            raise LandscapeError(
+                f"warmup_steps ({self.warmup_steps}) exceeds the run's {self.steps} steps"
+            )
         bad = [s for s in self.checkpoint_steps if not 0 <= s <= self.steps]
         if bad:
             raise LandscapeError(
@@ -151,8 +207,8 @@ class Seeds:
     noise_seed: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "init_seed", int(self.init_seed))
-        object.__setattr__(self, "noise_seed", int(self.noise_seed))
+        object.__setattr__(self, "init_seed", integer("init_seed", self.init_seed, 0))
+        object.__setattr__(self, "noise_seed", integer("noise_seed", self.noise_seed, 0))
 
 
 @dataclass(frozen=True)
@@ -167,6 +223,10 @@ class ParentRef:
     run_hash: str
     step: int
 
+    def __post_init__(self) -> None:
+        _text("ParentRef.run_hash", self.run_hash)
+        object.__setattr__(self, "step", integer("ParentRef.step", self.step, 0))
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -177,6 +237,17 @@ class RunSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
     seeds: Seeds = field(default_factory=Seeds)
     parent: ParentRef | None = None
+
+    def __post_init__(self) -> None:
+        kinds = {"data": DataSpec, "model": ModelSpec, "train": TrainSpec, "seeds": Seeds}
+        for name, kind in kinds.items():
+            if not isinstance(getattr(self, name), kind):
+                raise LandscapeError(
+                    f"RunSpec.{name} must be a {kind.__name__}, got "
+                    f"{getattr(self, name)!r}; e.g. RunSpec({name}={kind.__name__}(...))"
+                )
+        if self.parent is not None and not isinstance(self.parent, ParentRef):
+            raise LandscapeError(f"RunSpec.parent must be a ParentRef, got {self.parent!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, as JSON-ready nested dicts."""
@@ -194,7 +265,7 @@ class RunSpec:
                 seeds=_build(Seeds, d.get("seeds", {})),
                 parent=None if parent is None else _build(ParentRef, parent),
             )
-        except TypeError as err:
+        except (TypeError, AttributeError) as err:
             raise LandscapeError(f"spec does not describe a run: {err}") from None
 
     def hash_fields(self) -> dict[str, Any]:
@@ -224,6 +295,11 @@ class RunSpec:
         return dataclasses.replace(self, **changes)
 
 
+def _text(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise LandscapeError(f"{name} must be a non-empty string, got {value!r}")
+
+
 def _default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -237,6 +313,14 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
+    return value
+
+
+def _whole_floats(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return [_whole_floats(v) for v in value]
     return value
 
 

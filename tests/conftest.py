@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from landscape.data import DatasetInfo, register_dataset
-from landscape.models import register_model
+from tests._models import register as register_test_models
 
 
 def _blobs(n: int, shape: tuple[int, ...], seed: int, classes: int = 4):
@@ -36,23 +36,17 @@ def _test_images(root, split):
     return x, y, _info("test-images", (3, 6, 6), ("crop", "flip"))
 
 
+@pytest.fixture(autouse=True)
+def _no_caller_environment(monkeypatch):
+    """Tests never depend on the caller's environment: where runs and data go is theirs."""
+    for name in ("LANDSCAPE_RUNS", "LANDSCAPE_DATA"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def runs(tmp_path):
     """A fresh runs root."""
     return tmp_path / "runs"
 
 
-@register_model("test-dropout-mlp")
-def _dropout_mlp(num_classes, in_shape, p: float = 0.0):
-    """An MLP with dropout, to check that stochastic layers are seeded per step."""
-    from math import prod
-
-    from torch import nn
-
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(prod(in_shape), 16),
-        nn.ReLU(),
-        nn.Dropout(p),
-        nn.Linear(16, num_classes),
-    )
+register_test_models()

@@ -1,4 +1,10 @@
-"""Data-parallel training (two CPU processes over gloo) matches one process."""
+"""Data-parallel training (two CPU processes over gloo) against one process.
+
+What the README promises: without BatchNorm and dropout, and with BatchNorm (synchronised
+by default), two processes end where one does; with ``sync_batchnorm=False`` or with
+dropout they do not, and the run says so. Only process 0 writes: every other process
+would fail the test at its first write.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
 
 from landscape.data import DatasetInfo, Split
 from landscape.errors import LandscapeError
@@ -14,51 +21,168 @@ from landscape.io import load_checkpoint, read_rows
 from landscape.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
 from landscape.train import train
 from landscape.train.distributed import Group, check_batch, shard
+from tests._models import register as register_test_models
 
-SPEC = RunSpec(
-    data=DataSpec("test-blobs"),
-    model=ModelSpec("mlp", {"widths": [16]}),
-    train=TrainSpec(lr=0.05, steps=12, batch_size=32, eval_every=6, checkpoint_steps=(6,)),
-)
+register_test_models()  # the spawned workers import this module, not conftest
+
+_TRAIN = TrainSpec(lr=0.05, steps=12, batch_size=32, eval_every=6, checkpoint_steps=(6,))
+SPECS = {
+    "plain": RunSpec(
+        data=DataSpec("blobs"), model=ModelSpec("mlp", {"widths": [16]}), train=_TRAIN
+    ),
+    "batchnorm": RunSpec(
+        data=DataSpec("images"),
+        model=ModelSpec("convnet", {"depth": 2, "width": 4, "norm": "batch"}),
+        train=_TRAIN,
+    ),
+    "dropout": RunSpec(
+        data=DataSpec("blobs"), model=ModelSpec("test-dropout-mlp", {"p": 0.3}), train=_TRAIN
+    ),
+}
 
 
-def _splits() -> tuple[Split, Split]:
-    info = DatasetInfo("test-blobs", 4, (1, 12), (0.0,), (1.0,), ("a", "b", "c", "d"))
+def _splits(name: str, shape: tuple[int, ...]) -> tuple[Split, Split]:
+    info = DatasetInfo(name, 4, shape, (0.0,) * shape[0], (1.0,) * shape[0], tuple("abcd"))
     rng = np.random.default_rng(0)
     out = []
     for n in (128, 64):
         y = rng.integers(0, 4, size=n)
-        x = rng.normal(size=(n, 1, 12)) + y[:, None, None]
+        x = rng.normal(size=(n, *shape)) + y.reshape(-1, *([1] * len(shape)))
         out.append(Split(torch.tensor(x, dtype=torch.float32), torch.tensor(y), info))
     return out[0], out[1]
+
+
+def _data(name: str) -> tuple[Split, Split]:
+    data = SPECS[name].data.name
+    return _splits(data, (3, 8, 8) if data == "images" else (1, 12))
+
+
+def _no_writes_here(rank: int) -> None:
+    """Make any file this process writes through landscape (or torch.save) an error."""
+    import landscape.io
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"process {rank} wrote a file; only process 0 may")
+
+    landscape.io.atomic_write = refuse
+    torch.save = refuse
 
 
 def _worker(rank: int, world: int, init_file: str, root: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    if rank != 0:
+        _no_writes_here(rank)
     try:
-        train(SPEC, root, data=_splits(), device="cpu", progress=False)
+        for name, spec in SPECS.items():
+            train(spec, f"{root}/{name}", data=_data(name), device="cpu", progress=False)
+        spec = SPECS["batchnorm"]
+        train(spec, f"{root}/unsynced", data=_data("batchnorm"), sync_batchnorm=False)
     finally:
         dist.destroy_process_group()
 
 
-def test_two_processes_train_like_one(tmp_path):
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "ddp")), nprocs=2, join=True)
-    ddp = tmp_path / "ddp" / SPEC.run_hash()
-    single = train(SPEC, tmp_path / "one", data=_splits(), device="cpu")
-    a = load_checkpoint(ddp / "checkpoints" / "step_12.pt").model
-    b = load_checkpoint(single.checkpoint_path(12)).model
-    for k in b:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5)
-    # one process wrote the files: one set of checkpoints and one metrics table
-    assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == [
+def _final(root, spec: RunSpec) -> dict[str, torch.Tensor]:
+    return load_checkpoint(root / spec.run_hash() / "checkpoints" / "step_12.pt").model
+
+
+def _gap(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in b)
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(2, str(root / "init"), str(root / "ddp")), nprocs=2, join=True)
+    one = root / "one"
+    for name, spec in SPECS.items():
+        train(spec, one / name, data=_data(name), device="cpu", progress=False)
+    return root / "ddp", one
+
+
+@pytest.mark.parametrize("name", ["plain", "batchnorm"])
+def test_two_processes_train_like_one(two_processes, name):
+    ddp, one = two_processes
+    spec = SPECS[name]
+    a, b = _final(ddp / name, spec), _final(one / name, spec)
+    assert a.keys() == b.keys()
+    assert _gap(a, b) < 1e-5  # float summation order only
+    if name == "batchnorm":  # the running statistics are the global batch's too
+        assert any(k.endswith("running_var") for k in a)
+        assert a["norm1.num_batches_tracked"] == b["norm1.num_batches_tracked"] == 12
+    run = ddp / name / spec.run_hash()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "step_0.pt",
         "step_12.pt",
         "step_6.pt",
     ]
-    rows = read_rows(ddp / "metrics.csv")
+    rows = read_rows(run / "metrics.csv")
     assert [r["step"] for r in rows] == [0, 6, 12]
-    assert rows[-1]["train_loss"] == pytest.approx(single.metrics()[-1]["train_loss"], abs=1e-5)
+    ref = read_rows(one / name / spec.run_hash() / "metrics.csv")
+    assert rows[-1]["train_loss"] == pytest.approx(ref[-1]["train_loss"], abs=1e-5)
+
+
+def test_what_does_not_match_one_process(two_processes):
+    """Per-process BatchNorm statistics, and per-process dropout masks, as documented."""
+    ddp, one = two_processes
+    spec = SPECS["batchnorm"]
+    assert _gap(_final(ddp / "unsynced", spec), _final(one / "batchnorm", spec)) > 1e-4
+    spec = SPECS["dropout"]
+    assert _gap(_final(ddp / "dropout", spec), _final(one / "dropout", spec)) > 1e-4
+
+
+def test_the_global_batchnorm_matches_pytorch_in_one_process():
+    """With one process the all-reduces are the identity: forward, backward and running
+    statistics must then equal nn.BatchNorm2d's."""
+    from functools import partial
+
+    from landscape.train.distributed import _global_batch_norm
+
+    torch.manual_seed(0)
+    ref, ours = nn.BatchNorm2d(3, momentum=None), nn.BatchNorm2d(3, momentum=None)
+    with torch.no_grad():
+        for m in (ref, ours):
+            m.weight.copy_(torch.tensor([0.5, 1.5, -1.0]))
+            m.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    import landscape.train.distributed as d
+
+    saved = d.all_reduce
+    d.all_reduce = lambda t: t  # one process: the sum over processes is the tensor itself
+    try:
+        ours.forward = partial(_global_batch_norm, ours, ours.forward)
+        for step in range(2):
+            x = torch.randn(6, 3, 4, 4) * (step + 1) + step
+            xr, xo = x.clone().requires_grad_(), x.clone().requires_grad_()
+            gr = torch.randn(6, 3, 4, 4)
+            (ref(xr) * gr).sum().backward()
+            (ours(xo) * gr).sum().backward()
+            torch.testing.assert_close(xo.grad, xr.grad, rtol=1e-5, atol=1e-6)
+        for name in ("weight", "bias"):
+            torch.testing.assert_close(getattr(ours, name).grad, getattr(ref, name).grad)
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            torch.testing.assert_close(getattr(ours, name), getattr(ref, name))
+        ours.eval(), ref.eval()
+        x = torch.randn(2, 3, 4, 4)
+        torch.testing.assert_close(ours(x), ref(x))
+    finally:
+        d.all_reduce = saved
+
+
+def test_batchnorm_becomes_syncbatchnorm_for_cuda():
+    """The CUDA path converts (this machine may have no GPU: the conversion needs none)."""
+    from landscape.train.distributed import synchronise_batchnorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    weight, mean = model[1].weight, model[1].running_mean
+    keys = list(model.state_dict())
+    out = synchronise_batchnorm(model, torch.device("cuda"), enabled=True)
+    assert out is model and isinstance(model[1], nn.SyncBatchNorm)
+    assert model[1].weight is weight and model[1].running_mean is mean  # optimiser unaffected
+    assert list(model.state_dict()) == keys  # checkpoints unaffected
+    plain = nn.Sequential(nn.BatchNorm2d(4))
+    synchronise_batchnorm(plain, torch.device("cuda"), enabled=False)
+    assert type(plain[0]) is nn.BatchNorm2d
 
 
 def test_batches_split_evenly():

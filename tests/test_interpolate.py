@@ -1,4 +1,8 @@
-"""Interpolation: endpoints, a naive reference at every alpha, barriers, BN reset, peers."""
+"""Interpolation: endpoints, a from-scratch reference at every alpha, barriers, BN reset, peers.
+
+The reference shares no code with the library: it mixes the state_dicts by hand, resets
+BatchNorm with ``torch.optim.swa_utils.update_bn``, and scores plain forward passes.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,12 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import update_bn
+from torch.utils.data import DataLoader, TensorDataset
 
-from landscape.analysis import barriers, evaluate, interpolate, interpolate_state
+from landscape.analysis import barriers, evaluate, interpolate
 from landscape.analysis.interpolate import has_batchnorm
 from landscape.errors import LandscapeError
 
@@ -36,24 +43,29 @@ def _data(n: int, shape: tuple[int, ...], seed: int = 0) -> tuple[torch.Tensor, 
     return torch.randn(n, *shape, generator=g), torch.randint(0, 4, (n,), generator=g)
 
 
-def _naive(model_a, model_b, data, alphas, train_data=None, bn_batch=128):
-    """The reference: load each interpolated state_dict, optionally reset BN, evaluate."""
-    out = []
+def _reference(model_a, model_b, data, alphas, train_data=None, bn_batch=128):
+    """Loss and error at each alpha, computed from scratch.
+
+    Floating entries of the state_dicts (weights and BatchNorm statistics) are mixed as
+    ``(1 - a) A + a B``, integer ones (``num_batches_tracked``) come from A. With
+    ``train_data``, PyTorch's ``update_bn`` recomputes the statistics, over batches of
+    ``bn_batch`` in order. Returns ``(losses, errors)`` as float lists.
+    """
+    x, y = data
+    sa, sb = model_a.state_dict(), model_b.state_dict()
+    losses, errors = [], []
     for a in alphas:
+        mixed = {k: (1 - a) * sa[k] + a * sb[k] if sa[k].is_floating_point() else sa[k] for k in sa}
         m = copy.deepcopy(model_a)
-        m.load_state_dict(interpolate_state(model_a.state_dict(), model_b.state_dict(), a))
+        m.load_state_dict(mixed)
         if train_data is not None:
-            for mod in m.modules():
-                if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                    mod.reset_running_stats()
-                    mod.momentum = None
-            m.train()
-            with torch.no_grad():
-                x, _ = train_data
-                for i in range(0, len(x), bn_batch):
-                    m(x[i : i + bn_batch])
-        out.append(evaluate(m, data, batch_size=7))
-    return out
+            update_bn(DataLoader(TensorDataset(*train_data), batch_size=bn_batch), m)
+        m.eval()
+        with torch.no_grad():
+            logits = m(x.to(next(m.parameters()).dtype)).double()
+        losses.append(F.cross_entropy(logits, y).item())
+        errors.append((logits.argmax(dim=1) != y).double().mean().item())
+    return losses, errors
 
 
 def test_endpoints_equal_the_models_own_evaluation():
@@ -68,15 +80,16 @@ def test_endpoints_equal_the_models_own_evaluation():
     assert result.count == 50
 
 
-def test_every_alpha_matches_the_naive_loop_and_chunking_is_invisible():
+def test_every_alpha_matches_the_reference_and_chunking_is_invisible():
     a, b = _mlp(0), _mlp(1)
     data = _data(97, (12,))
     alphas = [0.0, 0.1, 0.37, 0.5, 0.9, 1.0]
-    ref = _naive(a, b, data, alphas)
+    loss, error = _reference(a, b, data, alphas)
+    assert len(set(error)) > 2  # the error curve has shape, so a wrong path would show
     for chunk in (None, 1, 4):
         res = interpolate(a, b, data, alphas=alphas, alpha_chunk=chunk, batch_size=10)
-        assert res.loss == pytest.approx([r.loss for r in ref], abs=1e-5)
-        assert res.error == [r.error for r in ref]
+        assert res.loss == pytest.approx(loss, abs=1e-5)
+        assert res.error == pytest.approx(error, abs=1e-12)
 
 
 def test_batches_iterable_gives_the_same_answer_as_tensors():
@@ -144,21 +157,38 @@ def test_models_are_left_as_found():
         assert torch.equal(v, before[k])
 
 
-def test_bn_reset_matches_a_per_alpha_reference_and_changes_the_midpoint():
+def _bn_pair():
     a, b = _bn_net(0), _bn_net(1)
     # give the stored statistics values that the reset must overwrite
-    for m in (a, b):
+    for m, shift in ((a, 1.0), (b, -2.0)):
         m.train()
         with torch.no_grad():
-            m(_data(64, (3, 5, 5), 9)[0] * 3 + 1)
-    test, train = _data(40, (3, 5, 5)), _data(70, (3, 5, 5), 1)
-    alphas = [0.0, 0.5, 1.0]
+            m(_data(64, (3, 5, 5), 9)[0] * 3 + shift)
+    return a, b
+
+
+def test_bn_reset_matches_update_bn_at_every_alpha():
+    a, b = _bn_pair()
+    test, train = _data(200, (3, 5, 5)), _data(70, (3, 5, 5), 1)
+    alphas = [0.0, 0.25, 0.5, 0.8, 1.0]
     reset = interpolate(a, b, test, alphas=alphas, train_data=train, bn_batch_size=32)
+    loss, error = _reference(a, b, test, alphas, train_data=train, bn_batch=32)
+    assert reset.bn_reset
+    assert reset.loss == pytest.approx(loss, abs=1e-5)
+    assert reset.error == pytest.approx(error, abs=1e-12)
+
+
+def test_without_reset_the_running_statistics_are_interpolated():
+    a, b = _bn_pair()
+    test = _data(200, (3, 5, 5))
+    alphas = [0.0, 0.3, 0.5, 0.7, 1.0]
     kept = interpolate(a, b, test, alphas=alphas, bn_reset=False)
-    ref = _naive(a, b, test, alphas, train_data=train, bn_batch=32)
-    assert reset.bn_reset and not kept.bn_reset
-    assert reset.loss == pytest.approx([r.loss for r in ref], abs=1e-5)
-    assert abs(reset.loss[1] - kept.loss[1]) > 1e-3
+    loss, error = _reference(a, b, test, alphas)
+    assert not kept.bn_reset
+    assert kept.loss == pytest.approx(loss, abs=1e-5)
+    assert kept.error == pytest.approx(error, abs=1e-12)
+    reset = interpolate(a, b, test, alphas=alphas, train_data=_data(70, (3, 5, 5), 1))
+    assert abs(reset.loss[2] - kept.loss[2]) > 1e-3  # the two choices really differ
 
 
 def test_bn_reset_is_a_no_op_without_batchnorm():
@@ -221,7 +251,11 @@ class _RawParameterFirst(nn.Module):
         return self.body(x.flatten(1) + self.shift)
 
 
-@pytest.mark.parametrize("make", [_OutOfOrder, _RawParameterFirst, lambda: _mlp(0)])
+def _unseeded_mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+@pytest.mark.parametrize("make", [_OutOfOrder, _RawParameterFirst, _unseeded_mlp])
 def test_the_first_layer_shortcut_is_exact_or_off(make):
     from landscape.analysis.interpolate import _Line
 
@@ -232,7 +266,10 @@ def test_the_first_layer_shortcut_is_exact_or_off(make):
     data = _data(40, (12,))
     alphas = [0.0, 0.3, 0.5, 1.0]
     res = interpolate(a, b, data, alphas=alphas)
-    assert res.loss == pytest.approx([r.loss for r in _naive(a, b, data, alphas)], abs=1e-5)
+    loss, error = _reference(a, b, data, alphas)
+    assert res.loss == pytest.approx(loss, abs=1e-5)
+    assert res.error == pytest.approx(error, abs=1e-12)
+    assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     line = _Line(a, b)
     list(line.logits(line.states([0.5]), data[0]))
     # only the plain MLP keeps the shortcut; the other two must have turned it off
@@ -255,15 +292,17 @@ def test_conv1d_channels_last_path_matches_the_plain_model():
     data = _data(33, (2, 16))
     alphas = [0.0, 0.25, 0.5, 1.0]
     res = interpolate(a, b, data, alphas=alphas)
-    assert res.loss == pytest.approx([r.loss for r in _naive(a, b, data, alphas)], abs=1e-5)
+    loss, error = _reference(a, b, data, alphas)
+    assert res.loss == pytest.approx(loss, abs=1e-5)
+    assert res.error == pytest.approx(error, abs=1e-12)
 
 
 def test_dtype_follows_the_model():
     a, b = _mlp(0).double(), _mlp(1).double()
     data = _data(20, (12,))  # float32 data, float64 models
     res = interpolate(a, b, data, alphas=[0.0, 0.5, 1.0])
-    ref = _naive(a, b, (data[0].double(), data[1]), [0.0, 0.5, 1.0])
-    assert res.loss == pytest.approx([r.loss for r in ref], abs=1e-12)
+    loss, _ = _reference(a, b, data, [0.0, 0.5, 1.0])
+    assert res.loss == pytest.approx(loss, abs=1e-12)
 
 
 class _BatchNormRegisteredLast(nn.Module):

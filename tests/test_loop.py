@@ -221,23 +221,113 @@ def test_the_same_run_from_another_data_root_is_reused(runs):
     assert train(moved, runs).dir == run.dir
 
 
-def test_dropout_is_part_of_the_noise_and_resumes_exactly(tmp_path):
+def test_dropout_resumes_exactly(tmp_path):
     spec = _spec(steps=20).replace(model=ModelSpec("test-dropout-mlp", {"p": 0.3}))
     whole = train(spec, tmp_path / "a")
     train(spec, tmp_path / "b", stop_at=7)
     resumed = train(spec, tmp_path / "b")
     assert _equal(_weights(whole), _weights(resumed))
-    other = train(spec.replace(seeds=Seeds(init_seed=1, noise_seed=3)), tmp_path / "a")
-    assert not _equal(_weights(whole), _weights(other))
 
 
-def test_resume_points_are_written_every_n_steps(runs):
-    spec = _spec(steps=30, eval_every=0, checkpoint_steps=())
-    train(spec, runs, resume_every=4, stop_at=9)
-    ckpt = load_checkpoint(runs / spec.run_hash() / "checkpoints" / "resume.pt")
-    assert ckpt.meta["step"] == 9
-    # a crash between resume points loses at most resume_every steps of work
-    (runs / spec.run_hash() / "checkpoints" / "resume.pt").unlink()
-    train(spec, runs, resume_every=4, stop_at=14)
-    ckpt = load_checkpoint(runs / spec.run_hash() / "checkpoints" / "resume.pt")
-    assert ckpt.meta["step"] == 14
+def test_dropout_masks_are_drawn_from_the_noise_seed(tmp_path):
+    """Every example is the same, so the data order cannot tell two noise seeds apart:
+    only dropout can, and only if its masks come from the noise seed."""
+    from landscape.data import DatasetInfo, Split
+
+    info = DatasetInfo("same", 4, (1, 12), (0.0,), (1.0,), ("a", "b", "c", "d"))
+    x = torch.randn(1, 1, 12, generator=torch.Generator().manual_seed(0)).expand(64, 1, 12)
+    y = torch.full((64,), 2)
+    data = (Split(x.contiguous(), y, info), Split(x[:8].contiguous(), y[:8], info))
+
+    def final(p: float, noise_seed: int, root: str):
+        spec = RunSpec(
+            data=DataSpec("same"),
+            model=ModelSpec("test-dropout-mlp", {"p": p}),
+            train=TrainSpec(lr=0.05, steps=12, batch_size=16),
+            seeds=Seeds(init_seed=0, noise_seed=noise_seed),
+        )
+        return _weights(train(spec, tmp_path / root, data=data))
+
+    assert _equal(final(0.0, 1, "a"), final(0.0, 2, "a"))  # the order alone changes nothing
+    assert not _equal(final(0.3, 1, "a"), final(0.3, 2, "a"))
+    assert _equal(final(0.3, 1, "a"), final(0.3, 1, "b"))  # and the same seed, the same masks
+
+
+_CRASHING_RUN = """
+import os, signal, sys
+import numpy as np
+import torch
+from landscape.data import DatasetInfo, Split
+from landscape.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
+from landscape.train import train
+
+root, kill_at = sys.argv[1], int(sys.argv[2])
+torch.set_num_threads(1)
+info = DatasetInfo("blobs", 4, (1, 12), (0.0,), (1.0,), ("a", "b", "c", "d"))
+rng = np.random.default_rng(0)
+splits = []
+for n in (128, 64):
+    y = rng.integers(0, 4, size=n)
+    x = rng.normal(size=(n, 1, 12)) + y[:, None, None]
+    splits.append(Split(torch.tensor(x, dtype=torch.float32), torch.tensor(y), info))
+spec = RunSpec(
+    data=DataSpec("blobs"),
+    model=ModelSpec("mlp", {"widths": [16]}),
+    train=TrainSpec(lr=0.05, steps=30, batch_size=32, checkpoint_steps=(10,)),
+)
+taken = 0
+plain_step = torch.optim.SGD.step
+
+def step(self, *args, **kwargs):  # counts optimiser steps; dies by SIGKILL at kill_at
+    global taken
+    out = plain_step(self, *args, **kwargs)
+    taken += 1
+    if taken == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+
+torch.optim.SGD.step = step
+print(os.path.join(root, spec.run_hash()), flush=True)
+train(spec, root, data=tuple(splits), device="cpu", resume_every=4, progress=False)
+print(taken)
+"""
+
+
+def _launch(root, kill_at: int):
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-c", _CRASHING_RUN, str(root), str(kill_at)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_killed_run_resumes_from_its_last_resume_point(tmp_path):
+    """A real crash (SIGKILL inside step 15) loses at most resume_every (4) steps."""
+    import signal
+    from pathlib import Path
+
+    crash, whole = _launch(tmp_path / "b", 15), _launch(tmp_path / "a", 0)
+    out, err = crash.communicate(timeout=120)
+    assert crash.returncode == -signal.SIGKILL, err
+    run_dir = Path(out.split()[0])
+    # resume points at 4, 8, 12 (the saved step 10 is a full checkpoint): 12 survives
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "resume.pt",
+        "step_0.pt",
+        "step_10.pt",
+    ]
+    assert load_checkpoint(run_dir / "checkpoints" / "resume.pt").meta["step"] == 12
+    out_whole, err = whole.communicate(timeout=120)
+    assert whole.returncode == 0, err
+    rerun = _launch(tmp_path / "b", 0)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert out.split()[1] == "18"  # steps 12..30 retrained, no more
+    assert not (run_dir / "checkpoints" / "resume.pt").exists()
+    done = load_checkpoint(run_dir / "checkpoints" / "step_30.pt").model
+    ref = load_checkpoint(Path(out_whole.split()[0]) / "checkpoints" / "step_30.pt").model
+    assert _equal(done, ref)  # bitwise

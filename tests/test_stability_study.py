@@ -57,11 +57,22 @@ def test_stability_study_ci_scale(tmp_path, capsys):
     assert sorted((r["rewind_step"], r["replicate"]) for r in rows) == sorted(
         (k, r) for k in ladder for r in (0, 1)
     )
-    for r in rows:
-        assert -1.0 <= r["error_barrier"] <= 1.0
-        assert r["error_a"] < 0.75 and r["error_b"] < 0.75  # well below chance (0.9)
     curves = read_rows(out / "interpolation.csv")
     assert len(curves) == 21 * len(rows)
+    for r in rows:
+        assert r["error_a"] < 0.75 and r["error_b"] < 0.75  # well below chance (0.9)
+        # the table's barriers are those of its own curves, recomputed here by hand
+        curve = sorted(
+            (c["alpha"], c["error"], c["loss"])
+            for c in curves
+            if (c["rewind_step"], c["replicate"]) == (r["rewind_step"], r["replicate"])
+        )
+        alphas, errors, losses = zip(*curve)
+        assert alphas[0] == 0.0 and alphas[-1] == 1.0
+        assert (errors[0], errors[-1]) == (r["error_a"], r["error_b"])
+        assert r["error_barrier"] == pytest.approx(max(errors) - (errors[0] + errors[-1]) / 2)
+        assert r["loss_barrier"] == pytest.approx(max(losses) - (losses[0] + losses[-1]) / 2)
+        assert r["error_barrier"] >= 0.0 and r["loss_barrier"] >= 0.0
     for name in ("barrier_vs_rewind", "interpolation"):
         assert (out / f"{name}.pdf").is_file() and (out / f"{name}.png").is_file()
     printed = capsys.readouterr().out

@@ -17,12 +17,13 @@ interpolated weights with the endpoints' statistics give inflated barriers (Jord
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,12 +31,16 @@ from torch.func import functional_call
 
 from landscape.analysis.evaluate import (
     DEFAULT_BATCH,
+    as_model,
     as_tensors,
+    check_logits,
     eval_mode,
+    forward_errors,
     iter_batches,
     model_device,
     model_dtype,
 )
+from landscape.checks import integer, number, optional_integer
 from landscape.errors import LandscapeError
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -90,8 +95,11 @@ def barriers(alphas: Sequence[float], values: Sequence[float]) -> tuple[float, f
     Returns:
         ``(max_a v(a) - (v(0) + v(1)) / 2, max_a [v(a) - ((1 - a) v(0) + a v(1))])``.
     """
-    a = torch.as_tensor(list(alphas), dtype=torch.float64)
-    v = torch.as_tensor(list(values), dtype=torch.float64)
+    try:
+        a = torch.as_tensor(list(alphas), dtype=torch.float64)
+        v = torch.as_tensor(list(values), dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise LandscapeError("barriers take two equal-length sequences of numbers") from None
     if a.shape != v.shape or a.numel() == 0:
         raise LandscapeError("barriers need one value per alpha")
     ends = [(a == end).nonzero() for end in (0.0, 1.0)]
@@ -110,8 +118,8 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 
 def interpolate(
-    model_a: nn.Module,
-    model_b: nn.Module,
+    model_a: nn.Module | Any,
+    model_b: nn.Module | Any,
     data: Any,
     *,
     alphas: Sequence[float] | None = None,
@@ -127,9 +135,12 @@ def interpolate(
     Neither input model is changed.
 
     Args:
-        model_a: the model at alpha = 0.
-        model_b: a model of the same architecture, at alpha = 1.
-        data: where loss and error are measured: ``(x, y)``, a Split or batches.
+        model_a: the model at alpha = 0, or a ``Run`` (from ``train``/``spawn``), whose last
+            checkpoint is loaded onto ``model_b``'s device when that is a module, else the CPU.
+        model_b: a model of the same architecture and dtype (or a ``Run``), at alpha = 1;
+            it may sit on another device (its weights are copied to ``model_a``'s).
+        data: where loss and error are measured: ``(x, y)`` (tensors or numpy arrays), a
+            Split, or batches.
         alphas: points on the line; default ``points`` evenly spaced in [0, 1].
         points: number of alphas when ``alphas`` is not given.
         bn_reset: recompute BatchNorm running statistics at each alpha on ``train_data``;
@@ -149,14 +160,22 @@ def interpolate(
         An :class:`Interpolation` with the curves and the four barriers.
     """
     alpha_list = _alphas(alphas, points)
+    batch_size = optional_integer("batch_size", batch_size, 1)
+    bn_batch_size = integer("bn_batch_size", bn_batch_size, 1)
+    alpha_chunk = optional_integer("alpha_chunk", alpha_chunk, 1)
+    model_a, model_b = _as_models(model_a, model_b)
     # one-shot iterators are read once per chunk of alphas, so keep their batches
     data = list(data) if isinstance(data, Iterator) else data
     train_data = list(train_data) if isinstance(train_data, Iterator) else train_data
     _check_same_architecture(model_a, model_b)
     bn_reset = _bn_choice(model_a, bn_reset, train_data)
+    if bn_reset:
+        _check_bn_data(train_data, bn_batch_size)
     line = _Line(model_a, model_b)
-    if batch_size is None:
-        pair = as_tensors(data)  # batches given as an iterable keep their own size
+    pair = as_tensors(data)
+    if pair is not None and len(pair[1]) == 0:
+        raise LandscapeError("cannot interpolate on empty data; pass at least one example")
+    if batch_size is None:  # batches given as an iterable keep their own size
         probe = pair[0][:1].to(model_device(model_a), model_dtype(model_a)) if pair else None
         batch_size = DEFAULT_BATCH if probe is None else line.auto_batch(probe)
     size = sum(t.numel() for t in line.slots.values())
@@ -181,8 +200,10 @@ def interpolate(
 
 def _bn_choice(model: nn.Module, bn_reset: bool | None, train_data: Any) -> bool:
     """Whether to recompute BatchNorm statistics; an error if that needs missing data."""
+    if bn_reset is not None and not isinstance(bn_reset, bool):
+        raise LandscapeError(f"bn_reset must be True, False or None, got {bn_reset!r}")
     has_bn = has_batchnorm(model)
-    bn_reset = has_bn if bn_reset is None else bool(bn_reset) and has_bn
+    bn_reset = has_bn if bn_reset is None else bn_reset and has_bn
     if bn_reset and train_data is None:
         raise LandscapeError(
             "the model has BatchNorm, so its running statistics must be recomputed at each "
@@ -192,25 +213,91 @@ def _bn_choice(model: nn.Module, bn_reset: bool | None, train_data: Any) -> bool
     return bn_reset
 
 
+def _check_bn_data(train_data: Any, batch_size: int) -> None:
+    """The BatchNorm reset's data must exist, and no batch of it may hold one example."""
+    pair = as_tensors(train_data, "train_data")
+    if pair is None:
+        return  # batches: checked as they come
+    n = len(pair[1])
+    if n == 0:
+        raise LandscapeError("train_data is empty; the BatchNorm reset needs training examples")
+    if n % batch_size == 1:
+        raise LandscapeError(
+            f"train_data has {n} examples, so its last BatchNorm batch of bn_batch_size "
+            f"{batch_size} holds a single one, which BatchNorm cannot normalise; use "
+            f"{n - 1} examples or another bn_batch_size"
+        )
+
+
 def interpolate_state(
     state_a: dict[str, torch.Tensor], state_b: dict[str, torch.Tensor], alpha: float
 ) -> dict[str, torch.Tensor]:
     """The state_dict at ``alpha`` on the line: floating tensors mix, integer ones come from A."""
+    alpha = number("alpha", alpha)
+    if not (isinstance(state_a, Mapping) and isinstance(state_b, Mapping)):
+        raise LandscapeError("interpolate_state takes two state_dicts (name -> tensor)")
+    if state_a.keys() != state_b.keys():
+        odd = sorted(set(state_a) ^ set(state_b))
+        raise LandscapeError(
+            f"the two state_dicts hold different entries ({', '.join(odd[:4])}); "
+            f"interpolation needs two models built the same way"
+        )
+    odd = [k for k, v in state_a.items() if not _same_kind(v, state_b[k])]
+    if odd:
+        raise LandscapeError(
+            f"the two state_dicts differ in the shape or dtype of {', '.join(odd[:4])}; "
+            f"interpolation needs two models built the same way, in one dtype"
+        )
     return {
         k: torch.lerp(v, state_b[k], alpha) if v.is_floating_point() else v.clone()
         for k, v in state_a.items()
     }
 
 
+def _same_kind(a: Any, b: Any) -> bool:
+    return torch.is_tensor(a) and torch.is_tensor(b) and (a.shape, a.dtype) == (b.shape, b.dtype)
+
+
 def _alphas(alphas: Sequence[float] | None, points: int) -> list[float]:
     if alphas is None:
-        if points < 2:
-            raise LandscapeError(f"points must be at least 2, got {points}")
-        return torch.linspace(0, 1, points, dtype=torch.float64).tolist()
-    out = [float(a) for a in alphas]
+        points = integer("points", points, 2)
+        # i / (points - 1) is the float nearest each point, so 0.3 prints as 0.3
+        return [i / (points - 1) for i in range(points)]
+    arrays = (Sequence, torch.Tensor, np.ndarray)
+    if isinstance(alphas, (str, bytes)) or not isinstance(alphas, arrays):
+        raise LandscapeError(f"alphas must be a sequence of numbers, got {alphas!r}")
+    if isinstance(alphas, (torch.Tensor, np.ndarray)) and alphas.ndim != 1:
+        raise LandscapeError(f"alphas must be one-dimensional, got shape {tuple(alphas.shape)}")
+    values = alphas.tolist() if isinstance(alphas, (torch.Tensor, np.ndarray)) else list(alphas)
+    out = [number(f"alphas[{i}]", a) for i, a in enumerate(values)]
     if not out:
-        raise LandscapeError("alphas is empty")
+        raise LandscapeError("alphas is empty; give the points on the line, 0 and 1 included")
     return out
+
+
+def _as_models(a: Any, b: Any) -> tuple[nn.Module, nn.Module]:
+    """Both endpoints as modules (runs load next to the other model), of one dtype."""
+    if isinstance(a, nn.Module) or not isinstance(b, nn.Module):
+        a = as_model(a, "model_a")
+        b = as_model(b, "model_b", device=model_device(a))
+    else:
+        a = as_model(a, "model_a", device=model_device(b))
+    for name, model in (("model_a", a), ("model_b", b)):
+        tensors = list(model.parameters()) + list(model.buffers())
+        if any(t.is_meta for t in tensors):
+            raise LandscapeError(f"{name} is on the meta device (shapes, no weights)")
+        if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
+            raise LandscapeError(
+                f"{name} has non-finite weights (NaN or inf): its run diverged, so no line "
+                f"through it means anything; take an earlier checkpoint"
+            )
+    da, db = model_dtype(a), model_dtype(b)
+    if da != db:
+        raise LandscapeError(
+            f"model_a holds {da} weights but model_b {db}; convert one so both match, "
+            f"e.g. model_b.to({da})"
+        )
+    return a, b
 
 
 def _check_same_architecture(a: nn.Module, b: nn.Module) -> None:
@@ -292,6 +379,8 @@ class _Line:
             count = 0
             for x, y in iter_batches(data, batch_size, device, dtype):
                 for i, logits in enumerate(self.logits(states, x)):
+                    if lo == 0 and i == 0:  # once per batch: the check costs a device sync
+                        check_logits(logits, y)
                     loss_sum[lo + i] += F.cross_entropy(logits.double(), y, reduction="sum")
                     wrong[lo + i] += (logits.argmax(dim=1) != y).sum()
                 count += len(y)
@@ -310,7 +399,7 @@ class _Line:
         ``functional_call`` for the small models this runs most.
         """
         with eval_mode(self.work):
-            with torch.inference_mode():
+            with torch.inference_mode(), forward_errors(x):
                 ends = self._endpoints(x) if self.first is not None else None
                 if ends is not None and not self.checked:
                     self._check(x, ends)
@@ -319,7 +408,7 @@ class _Line:
                 if self.first is not None and ends is not None:
                     self.mode, self.mix = "mix", (ends[0], ends[1], alpha)
                 try:
-                    with torch.inference_mode():
+                    with torch.inference_mode(), forward_errors(x):
                         out = self.work(x)
                 finally:
                     self.mode, self.mix = "plain", None
@@ -342,7 +431,7 @@ class _Line:
         leaves = [m for m in self.work.modules() if not any(m.children())]
         handles = [m.register_forward_hook(hook) for m in leaves]
         try:
-            with torch.inference_mode(), eval_mode(self.work), self._plain():
+            with torch.inference_mode(), eval_mode(self.work), self._plain(), forward_errors(x):
                 self.work(x[:1])
         finally:
             for handle in handles:
@@ -374,7 +463,8 @@ class _Line:
                         m.momentum = None
                         m.reset_running_stats()
                     for x, _ in iter_batches(train_data, batch_size, device, dtype):
-                        self.work(x)
+                        with forward_errors(x):
+                            self.work(x)
                     for name, buf in self.work.named_buffers():
                         state[name].copy_(buf)
         finally:

@@ -18,6 +18,7 @@ import numpy as np
 
 from landscape.data.paths import cache_dir
 from landscape.data.registry import DatasetInfo, register_dataset
+from landscape.errors import LandscapeError
 from landscape.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,11 @@ def load_mnist1d(root: Path | None, split: str) -> tuple[np.ndarray, np.ndarray,
 
     ``root`` is where the generated cache goes; ``None`` means :func:`cache_dir`.
     """
+    if root is not None and not root.is_dir():
+        raise LandscapeError(
+            f"the mnist1d root {root} is not a folder; give an existing folder for its cache, "
+            f"or leave the root out to use {cache_dir()}"
+        )
     arrays = _cached_arrays(root if root is not None else cache_dir())
     x_train = arrays["x"]
     x, y = (x_train, arrays["y"]) if split == "train" else (arrays["x_test"], arrays["y_test"])

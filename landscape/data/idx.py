@@ -41,6 +41,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             does not match its header (truncated or padded).
     """
     path = Path(path)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise LandscapeError(f"IDX file {path} {what}; give the path of an IDX file")
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as f:

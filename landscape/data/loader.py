@@ -11,13 +11,13 @@ differ only in ``seed`` differ only in SGD noise.
 from __future__ import annotations
 
 import hashlib
-import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from landscape.checks import integer
 from landscape.data.registry import Split
 from landscape.errors import LandscapeError
 
@@ -78,7 +78,13 @@ class BatchIterator:
         seed: int = 0,
         device: torch.device | str | None = None,
     ) -> None:
-        augment = tuple(augment)
+        if not isinstance(split, Split):
+            raise LandscapeError(
+                f"BatchIterator needs a landscape.data.Split, got {type(split).__name__}"
+            )
+        batch_size, pad = integer("batch_size", batch_size, 1), integer("pad", pad, 0)
+        seed = integer("seed", seed, 0)
+        augment = (augment,) if isinstance(augment, str) else tuple(augment or ())
         unknown = [a for a in augment if a not in AUGMENTATIONS]
         if unknown:
             raise LandscapeError(
@@ -89,14 +95,12 @@ class BatchIterator:
                 f"'crop' needs 2-D images (N, C, H, W); {split.info.name} has examples of "
                 f"shape {split.info.in_shape}. Drop 'crop' from augment."
             )
-        if batch_size < 1 or pad < 0:
-            raise LandscapeError(f"batch_size must be >= 1 and pad >= 0, got {batch_size}, {pad}")
         if drop_last and batch_size > len(split):
             raise LandscapeError(
                 f"batch_size {batch_size} exceeds the {len(split)} examples, so drop_last "
                 f"would leave no batch; lower batch_size or pass drop_last=False"
             )
-        self.split = split if device is None else split.to(device)
+        self.split = split if device is None else split.to(device)  # checks the device
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.augment = augment
@@ -132,24 +136,21 @@ class BatchIterator:
             ``drop_last=False``.
         """
         plan = self._plan_for(epoch)
+        start = integer("start", start, 0)
         for index in range(start, self.steps_per_epoch):
             yield self._batch(plan, index)
 
     def batch(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``index``-th batch of ``epoch``, identical to what :meth:`epoch` yields."""
-        if not 0 <= index < self.steps_per_epoch:
+        index = integer("batch index", index, 0)
+        if index >= self.steps_per_epoch:
             raise LandscapeError(
                 f"batch index {index} out of range; an epoch has {self.steps_per_epoch} batches"
             )
         return self._batch(self._plan_for(epoch), index)
 
     def _plan_for(self, epoch: int) -> _EpochPlan:
-        try:
-            epoch = operator.index(epoch)
-        except TypeError:
-            epoch = -1
-        if epoch < 0:
-            raise LandscapeError(f"epoch must be a non-negative int, got {epoch!r}")
+        epoch = integer("epoch", epoch, 0)
         if self._plan is None or self._plan.epoch != epoch:
             self._plan = self._draw(epoch)
         return self._plan

@@ -123,9 +123,9 @@ def _find_folder(source: _Source, root: Path | None, split: str) -> Path:
         if all(_file(folder, stem) is not None for stem in _FILES[split]):
             return folder
     names = ", ".join(f"{stem}[.gz]" for stem in _FILES[split])
-    where = "\n  ".join(str(c) for c in candidates)
+    where = ", ".join(str(c) for c in candidates)
     raise LandscapeError(
-        f"{source.name} ({split}) not found: looked for {names} in\n  {where}\n"
+        f"{source.name} ({split}) not found: looked for {names} in {where}. "
         f"To get it, {source.how_to_get}; or put the four IDX files in a folder ROOT and pass "
         f"root=ROOT or set {DATA_ENV}=ROOT."
     )

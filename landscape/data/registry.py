@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from landscape.checks import integer, number
+from landscape.devices import resolve_device
 from landscape.errors import LandscapeError
 
 SPLITS = ("train", "test")
@@ -38,6 +40,23 @@ class DatasetInfo:
     augment: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        where = f"DatasetInfo({self.name!r})"
+        if not isinstance(self.name, str) or not self.name:
+            raise LandscapeError(f"DatasetInfo.name must be a non-empty string, got {self.name!r}")
+        integer(f"{where}: num_classes", self.num_classes, 1)
+        if not isinstance(self.in_shape, (tuple, list)) or not self.in_shape:
+            raise LandscapeError(f"{where}: in_shape must be a tuple such as (1, 28, 28)")
+        object.__setattr__(
+            self, "in_shape", tuple(integer(f"{where}: in_shape", d, 1) for d in self.in_shape)
+        )
+        for name in ("mean", "std", "classes", "augment"):
+            if not isinstance(getattr(self, name), (tuple, list)):
+                raise LandscapeError(
+                    f"{where}: {name} must be a tuple, got {getattr(self, name)!r}"
+                )
+        for name in ("mean", "std"):
+            values = tuple(number(f"{where}: {name}", v) for v in getattr(self, name))
+            object.__setattr__(self, name, values)
         channels = self.in_shape[0] if self.in_shape else 0
         if len(self.mean) != channels or len(self.std) != channels:
             raise LandscapeError(
@@ -71,6 +90,11 @@ class Split:
     info: DatasetInfo
 
     def __post_init__(self) -> None:
+        if not (torch.is_tensor(self.x) and torch.is_tensor(self.y)):
+            raise LandscapeError(
+                f"Split({self.info.name!r}) holds tensors; got {type(self.x).__name__} and "
+                f"{type(self.y).__name__} (convert numpy arrays with torch.as_tensor)"
+            )
         if self.x.dtype != torch.float32 or self.y.dtype != torch.int64:
             raise LandscapeError(
                 f"Split({self.info.name!r}) needs float32 x and int64 y, "
@@ -83,6 +107,14 @@ class Split:
                 f"Split({self.info.name!r}): x has shape {tuple(self.x.shape)} and y "
                 f"{tuple(self.y.shape)}; expected (N, *{self.info.in_shape}) and (N,)"
             )
+        if len(self.y) and self.y.device.type != "meta":
+            low, high = (int(v) for v in torch.aminmax(self.y))
+            if low < 0 or high >= self.info.num_classes:
+                raise LandscapeError(
+                    f"Split({self.info.name!r}): labels span {low}..{high} but the dataset has "
+                    f"{self.info.num_classes} classes (0..{self.info.num_classes - 1}); "
+                    f"relabel them (y - 1 for labels that count from 1)"
+                )
         if self.x.device != self.y.device:
             raise LandscapeError(
                 f"Split({self.info.name!r}): x is on {self.x.device} but y on {self.y.device}"
@@ -99,7 +131,9 @@ class Split:
     def subset(self, n: int, seed: int = 0) -> Split:
         """A fixed random subset of ``n`` examples (drawn from ``seed``); all if ``n`` is 0
         or at least the split's size."""
-        if n <= 0 or n >= len(self):
+        n = integer("subset size", n, 0)
+        seed = integer("subset seed", seed, 0)
+        if n == 0 or n >= len(self):
             return self
         pick = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         pick = pick.to(self.x.device)
@@ -107,6 +141,7 @@ class Split:
 
     def to(self, device: torch.device | str) -> Split:
         """Return a copy of this split with both tensors on ``device``."""
+        device = resolve_device(device)
         return replace(self, x=self.x.to(device), y=self.y.to(device))
 
 
@@ -158,13 +193,18 @@ def get_dataset(
     Raises:
         LandscapeError: unknown name or split, missing or corrupt files.
     """
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         raise LandscapeError(
             f"unknown dataset {name!r}; valid names are: {', '.join(list_datasets())}"
         )
-    if split not in SPLITS:
+    if not isinstance(split, str) or split not in SPLITS:
         raise LandscapeError(f"unknown split {split!r} for {name!r}; use one of {SPLITS}")
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise LandscapeError(f"a data root must be a path, got {root!r}")
     path = None if root is None else Path(root).expanduser()
+    if path is not None and path.exists() and not path.is_dir():
+        raise LandscapeError(f"the data root {path} is a file; give the folder that holds the data")
+
     x_raw, y_raw, info = _REGISTRY[name](path, split)
     x = torch.as_tensor(np.ascontiguousarray(x_raw), dtype=torch.float32)
     y = torch.as_tensor(np.ascontiguousarray(y_raw), dtype=torch.int64)
@@ -193,23 +233,29 @@ def normalize(x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
 
 def denormalize(x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
     """Undo :func:`normalize`: ``x * std[c] + mean[c]``, shape ``(N, C, ...)`` kept."""
-    mean, std = _channel_stats(x, info)
+    mean, std = _channel_stats(x, info, "denormalize")
     return x * std + mean
 
 
 def _normalize(x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
-    mean, std = _channel_stats(x, info)
+    mean, std = _channel_stats(x, info, "normalize")
     return (x - mean) / std
 
 
-def _channel_stats(x: torch.Tensor, info: DatasetInfo) -> tuple[torch.Tensor, torch.Tensor]:
+def _channel_stats(
+    x: torch.Tensor, info: DatasetInfo, fn: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std as ``(C, 1, ..., 1)`` tensors that broadcast over ``(N, C, ...)``."""
     channels = len(info.mean)
+    if not torch.is_tensor(x):
+        raise LandscapeError(
+            f"{fn}: expected a tensor, got {type(x).__name__} (use torch.as_tensor first)"
+        )
     if not x.is_floating_point():
-        raise LandscapeError(f"normalize: expected floating-point inputs, got {x.dtype}")
+        raise LandscapeError(f"{fn}: expected floating-point inputs, got {x.dtype}")
     if x.dim() < 2 or x.shape[1] != channels:
         raise LandscapeError(
-            f"normalize: expected inputs of shape (N, {channels}, ...) for {info.name!r}, "
+            f"{fn}: expected inputs of shape (N, {channels}, ...) for {info.name!r}, "
             f"got {tuple(x.shape)}"
         )
     view = (channels,) + (1,) * (x.dim() - 2)

@@ -4,13 +4,21 @@ Every registered constructor has the signature
 ``fn(num_classes: int, in_shape: tuple[int, ...], **kwargs) -> nn.Module`` and returns a
 plain ``nn.Module`` whose weights are drawn from the global torch RNG (seed it, or fork it,
 to fix the initialisation). Names of the form ``tv:<name>`` build any torchvision
-classification model instead, always without pretrained weights.
+classification model instead, always without pretrained weights, and names of the form
+``path/to/file.py:ClassName`` or ``package.module:ClassName`` build a class (or factory
+function) from the user's own code, so checkpoints of any architecture can be analysed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
 import inspect
+import os
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -68,8 +76,11 @@ def create_model(
     """Build a freshly initialised model by name.
 
     Args:
-        name: a name from :func:`list_models`, or ``"tv:<name>"`` for any torchvision
-            classification model (e.g. ``"tv:resnet18"``), built without pretrained weights.
+        name: a name from :func:`list_models`, ``"tv:<name>"`` for any torchvision
+            classification model (e.g. ``"tv:resnet18"``), built without pretrained weights,
+            or ``"file.py:ClassName"`` / ``"module:ClassName"`` for your own class or
+            factory (it gets ``num_classes`` and ``in_shape`` if its signature names them,
+            and ``kwargs``; the file's code runs, so name only code you trust).
         num_classes: size of the output layer.
         in_shape: shape of one example without the batch dimension: ``(C, L)`` for 1-D
             signals, ``(C, H, W)`` for images. Flatten sizes are derived from it.
@@ -88,12 +99,17 @@ def create_model(
     in_shape = _as_shape(in_shape)
     if isinstance(name, str) and name.startswith(TORCHVISION_PREFIX):
         return _create_torchvision(name[len(TORCHVISION_PREFIX) :], num_classes, in_shape, kwargs)
+    if not isinstance(name, str):
+        raise LandscapeError(f"a model name must be a string, got {name!r}")
+    if ":" in name and name not in _REGISTRY:
+        return _create_external(name, num_classes, in_shape, kwargs)
     factory = _REGISTRY.get(name)
     if factory is None:
         raise LandscapeError(
             f"unknown model {name!r}; choose one of: {', '.join(list_models())}; or "
             f"'{TORCHVISION_PREFIX}<torchvision name>' for any torchvision classification "
-            f"model, e.g. '{TORCHVISION_PREFIX}resnet18'"
+            f"model, e.g. '{TORCHVISION_PREFIX}resnet18'; or 'path/to/file.py:ClassName' "
+            f"for your own"
         )
     _check_kwargs(name, factory, kwargs)
     return factory(num_classes=num_classes, in_shape=in_shape, **kwargs)
@@ -154,5 +170,112 @@ def _create_torchvision(
         return torchvision.models.get_model(
             tv_name, weights=None, num_classes=num_classes, **kwargs
         )
-    except TypeError as err:  # torchvision's message names the unexpected keyword
+    except (TypeError, ValueError, AssertionError) as err:  # torchvision names the option
         raise LandscapeError(f"tv:{tv_name} does not accept the options {kwargs}: {err}") from err
+
+
+def _create_external(
+    name: str, num_classes: int, in_shape: tuple[int, ...], kwargs: dict[str, Any]
+) -> nn.Module:
+    """Build ``ClassName`` from ``file.py:ClassName`` or ``package.module:ClassName``."""
+    target, _, attr = name.rpartition(":")
+    if not target or not attr.isidentifier():
+        raise LandscapeError(
+            f"model {name!r}: write your own model as 'path/to/file.py:ClassName' or "
+            f"'package.module:ClassName'"
+        )
+    module = _load_module(target, name)
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        found = sorted(
+            k
+            for k, v in vars(module).items()
+            if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module.__name__
+        )
+        raise LandscapeError(
+            f"model {name!r}: {target} has no class or function {attr!r}; its nn.Module "
+            f"classes are: {', '.join(found) or 'none'}"
+        )
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    given = dict(kwargs)
+    for key, value in (("num_classes", num_classes), ("in_shape", in_shape)):
+        if key in params and key not in given:
+            given[key] = value
+    try:
+        model = factory(**given)
+    except TypeError as err:
+        raise LandscapeError(
+            f"model {name!r} cannot be built with {given}: {err}; its signature is "
+            f"{attr}{_signature(factory)} (pass options with --model-arg KEY=VALUE)"
+        ) from err
+    except Exception as err:  # the user's own code failed: one line, the chain keeps the rest
+        detail = f"{type(err).__name__}: {err}"
+        raise LandscapeError(f"building model {name!r} failed: {detail}") from err
+    if not isinstance(model, nn.Module):
+        raise LandscapeError(
+            f"model {name!r} returned a {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
+
+
+def _signature(factory: Callable[..., Any]) -> str:
+    try:
+        return str(inspect.signature(factory))
+    except (TypeError, ValueError):
+        return "(...)"
+
+
+def _load_module(target: str, name: str) -> Any:
+    """Import a ``.py`` file (once per path) or a module importable from here or the cwd."""
+    path = Path(target).expanduser()
+    if target.endswith(".py") or os.sep in target or "/" in target:
+        if not path.is_file():
+            what = "is a folder, not a .py file" if path.is_dir() else "does not exist"
+            raise LandscapeError(f"model {name!r}: the file {path} {what}")
+        resolved = path.resolve()
+        digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:10]
+        key = f"landscape_user_models.{resolved.stem}_{digest}"
+        if key in sys.modules:
+            return sys.modules[key]
+        spec = importlib.util.spec_from_file_location(key, resolved)
+        if spec is None or spec.loader is None:
+            raise LandscapeError(f"model {name!r}: cannot import {path} as Python code")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module  # dataclasses and pickling look the module up by name
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:
+            del sys.modules[key]
+            raise LandscapeError(
+                f"model {name!r}: importing {path} failed: {type(err).__name__}: {err}"
+            ) from err
+        return module
+    try:
+        return _import(target)
+    except ModuleNotFoundError as err:
+        raise LandscapeError(
+            f"model {name!r}: no module named {err.name!r}; give a path to the .py file, or "
+            f"run from the folder that holds the package"
+        ) from None
+    except Exception as err:
+        raise LandscapeError(
+            f"model {name!r}: importing {target} failed: {type(err).__name__}: {err}"
+        ) from err
+
+
+def _import(target: str) -> Any:
+    """``import target``, looking in the current directory too (as ``python -m`` would)."""
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as err:
+        top = target.split(".")[0]
+        if err.name != top or "" in sys.path or os.getcwd() in sys.path:
+            raise
+    sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(target)
+    finally:
+        sys.path.remove(os.getcwd())

@@ -19,13 +19,43 @@ from landscape.plot.style import COLUMN_WIDTH, FULL_WIDTH, new_figure
 
 def as_frame(rows: Any, columns: Sequence[str]) -> pd.DataFrame:
     """Rows as a DataFrame; :class:`LandscapeError` if a needed column is missing."""
-    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if isinstance(rows, pd.DataFrame):
+        frame = rows
+    elif isinstance(rows, (str, bytes)) or not hasattr(rows, "__iter__"):
+        raise LandscapeError(
+            f"plots take rows (a list of dicts or a DataFrame), got {type(rows).__name__}; "
+            f"read a CSV with landscape.io.read_rows"
+        )
+    else:
+        rows = list(rows)
+        if not all(isinstance(r, dict) for r in rows):
+            raise LandscapeError("plots take rows as dicts (column name -> value)")
+        frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise LandscapeError("no rows to plot: the table is empty")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise LandscapeError(f"rows lack the column(s) {missing}; they have {list(frame.columns)}")
     if frame.empty:
         raise LandscapeError("no rows to plot")
+    numeric = [c for c in columns if c in _NUMERIC and not pd.api.types.is_numeric_dtype(frame[c])]
+    if numeric:
+        raise LandscapeError(
+            f"column(s) {numeric} must hold numbers; the rows look like another table's"
+        )
     return frame
+
+
+_NUMERIC = {
+    "alpha",
+    "rewind_step",
+    "error",
+    "loss",
+    "error_barrier",
+    "loss_barrier",
+    "error_barrier_linear",
+    "loss_barrier_linear",
+}
 
 
 def band_plot(

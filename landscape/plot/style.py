@@ -7,6 +7,8 @@ from pathlib import Path
 
 import matplotlib
 
+from landscape.errors import LandscapeError
+
 matplotlib.use("Agg")  # figures are files; never open a window
 
 import matplotlib.pyplot as plt  # noqa: E402
@@ -45,15 +47,38 @@ def new_figure(ncols: int = 1, width: float = COLUMN_WIDTH, height: float = 2.2,
 
 
 def save_figure(fig: plt.Figure, stem: str | os.PathLike) -> list[Path]:
-    """Save ``fig`` as ``<stem>.pdf`` and ``<stem>.png``, close it, return both paths."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".pdf"), stem.with_suffix(".png")]
-    for path in paths:
-        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-        # no creation date: the same figure gives the same bytes, so galleries diff cleanly
-        meta = {"CreationDate": None} if path.suffix == ".pdf" else {"Software": None}
-        fig.savefig(tmp, metadata=meta)
-        os.replace(tmp, path)
-    plt.close(fig)
+    """Save ``fig`` as ``<stem>.pdf`` and ``<stem>.png``, close it, return both paths.
+
+    The stem is taken as written (``figs/lr0.1`` gives ``figs/lr0.1.pdf``); a trailing
+    ``.pdf`` or ``.png`` is dropped.
+    """
+    text = str(stem) if isinstance(stem, (str, os.PathLike)) else ""
+    folder = text.endswith(("/", os.sep)) or Path(text).is_dir()
+    if not text or folder or Path(text).name in ("", ".", ".."):
+        plt.close(fig)
+        raise LandscapeError(
+            f"a figure needs a file stem such as figs/barrier (it writes .pdf and .png), "
+            f"got {stem!r}"
+        )
+    stem = Path(text)
+    if stem.suffix in (".pdf", ".png"):
+        stem = stem.with_suffix("")
+    paths = [stem.with_name(stem.name + ".pdf"), stem.with_name(stem.name + ".png")]
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+            # no creation date: the same figure gives the same bytes, so galleries diff cleanly
+            meta = {"CreationDate": None} if path.suffix == ".pdf" else {"Software": None}
+            try:
+                fig.savefig(tmp, metadata=meta)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except OSError as err:
+        raise LandscapeError(
+            f"cannot write the figure {stem}.pdf/.png: {err.strerror or err}; choose another --out"
+        ) from None
+    finally:
+        plt.close(fig)
     return paths

@@ -11,6 +11,7 @@ import hashlib
 import torch
 from torch import nn
 
+from landscape.checks import number
 from landscape.errors import LandscapeError
 
 Masks = dict[str, torch.Tensor]
@@ -34,8 +35,12 @@ def random_masks(model: nn.Module, density: float, generator: torch.Generator) -
         density: fraction of weights kept in each tensor, in (0, 1].
         generator: a CPU generator; the masks are a pure function of its state.
     """
-    if not 0.0 < density <= 1.0:
-        raise LandscapeError(f"density must lie in (0, 1], got {density}")
+    density = number("density", density, minimum=0.0, maximum=1.0, strict_minimum=True)
+    if not isinstance(generator, torch.Generator):
+        raise LandscapeError(
+            f"random_masks needs a torch.Generator, e.g. torch.Generator().manual_seed(0), "
+            f"got {type(generator).__name__}"
+        )
     masks: Masks = {}
     for name, p in prunable_parameters(model).items():
         n = p.numel()
@@ -49,12 +54,34 @@ def random_masks(model: nn.Module, density: float, generator: torch.Generator) -
 @torch.no_grad()
 def apply_masks(model: nn.Module, masks: Masks) -> nn.Module:
     """Zero the masked-out weights of ``model`` in place, and return it."""
+    check_masks(model, masks)
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        params[name].mul_(mask.to(params[name].device, params[name].dtype))
+    return model
+
+
+def check_masks(model: nn.Module, masks: Masks) -> None:
+    """Every mask must name a parameter of ``model`` and have its shape.
+
+    Raises:
+        LandscapeError: a mask for another architecture, or not a tensor.
+    """
+    if not isinstance(masks, dict):
+        raise LandscapeError(f"masks must be a dict of name -> bool tensor, got {masks!r}")
     params = dict(model.named_parameters())
     for name, mask in masks.items():
         if name not in params:
-            raise LandscapeError(f"mask names parameter {name!r}, which the model lacks")
-        params[name].mul_(mask.to(params[name].device, params[name].dtype))
-    return model
+            raise LandscapeError(
+                f"mask names parameter {name!r}, which the model lacks; the masks were made "
+                f"for another architecture"
+            )
+        if not torch.is_tensor(mask) or mask.shape != params[name].shape:
+            shape = tuple(mask.shape) if torch.is_tensor(mask) else type(mask).__name__
+            raise LandscapeError(
+                f"mask {name!r} has shape {shape} but the parameter has "
+                f"{tuple(params[name].shape)}; the masks were made for another architecture"
+            )
 
 
 def density(masks: Masks) -> float:

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from landscape.errors import LandscapeError
 from landscape.sparse import Masks, apply_masks, density, mask_digest
 from landscape.specs import RunSpec
 from landscape.train.distributed import Group
@@ -104,6 +105,11 @@ class FixedMask(Controller):
     name = "fixed_mask"
 
     def __init__(self, masks: Masks) -> None:
+        if not isinstance(masks, dict) or not all(torch.is_tensor(v) for v in masks.values()):
+            raise LandscapeError(
+                "FixedMask needs masks as a dict of parameter name -> bool tensor, e.g. "
+                "from landscape.sparse.random_masks"
+            )
         self.masks = {k: v.bool() for k, v in masks.items()}
 
     def describe(self) -> dict[str, Any]:

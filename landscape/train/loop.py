@@ -31,8 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from landscape.analysis.evaluate import evaluate
+from landscape.analysis.evaluate import check_logits, eval_mode, evaluate, forward_errors
+from landscape.checks import integer, optional_integer
 from landscape.data import BatchIterator, Split, get_dataset
+from landscape.devices import resolve_device
 from landscape.errors import LandscapeError
 from landscape.io import (
     Checkpoint,
@@ -97,15 +99,16 @@ class Run:
 
     def saved_steps(self) -> list[int]:
         """Steps that have a checkpoint on disk, ascending."""
-        return sorted(int(p.stem[5:]) for p in (self.dir / "checkpoints").glob("step_*.pt"))
+        found = (self.dir / "checkpoints").glob("step_*.pt")
+        return sorted(int(p.stem[5:]) for p in found if p.stem[5:].isdigit() and p.is_file())
 
     def load_model(self, step: int | None = None, device: Any = None) -> nn.Module:
         """The model at ``step`` (default: the last step), on ``device``."""
-        step = self.spec.train.steps if step is None else step
+        step = self.spec.train.steps if step is None else integer("step", step, 0)
         ckpt = load_checkpoint(self.checkpoint_path(step))
         model = build_model(self.spec, ckpt.meta["num_classes"], ckpt.meta["in_shape"])
         load_weights(model, ckpt)
-        return model.to(device) if device is not None else model
+        return model.to(resolve_device(device)) if device is not None else model
 
     def metrics(self) -> list[dict[str, Any]]:
         """Rows of ``metrics.csv``."""
@@ -159,6 +162,7 @@ def train(
     resume_every: int = 1000,
     stop_at: int | None = None,
     progress: bool | None = None,
+    sync_batchnorm: bool = True,
 ) -> Run:
     """Train ``spec`` (or reuse/resume it) and return the run.
 
@@ -174,28 +178,32 @@ def train(
             interrupted run loses at most that much work; it costs disk writes, not results.
         stop_at: stop after this step without finishing (the run can be resumed later).
         progress: show a tqdm bar; default only when stderr is a terminal.
+        sync_batchnorm: under ``torchrun``, normalise BatchNorm by the global batch's
+            statistics, so N processes train like one (see
+            :mod:`landscape.train.distributed`); ``False`` keeps per-process statistics.
 
     Raises:
         TrainingDiverged: the loss became NaN/inf; checkpoints already written are kept.
         LandscapeError: the run directory holds a different spec, or the parent is missing.
     """
+    controllers = _check_arguments(spec, root, controllers, data)
+    resume_every = integer("resume_every", resume_every, 0)
+    stop_at = optional_integer("stop_at", stop_at, 0)
     root = runs_root(root)
     run = Run(spec, root / run_key(spec, controllers))
     t = spec.train
+    device = resolve_device(device)
     if (run.dir / "checkpoints" / f"step_{t.steps}.pt").is_file():
         _claim_dir(run, controllers)  # checks that the directory holds this very run
         return run
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     group = distributed.current_group()
     distributed.check_batch(t.batch_size, group)
     train_split, test_split = data if data is not None else load_splits(spec)
+    _check_splits(spec, train_split, test_split)
     info = train_split.info
     model = build_model(spec, info.num_classes, info.in_shape).to(device)
     optimizer = _make_optimizer(spec, model)
-    if group.lead:
-        _claim_dir(run, controllers)  # only once the spec is known to build
-    start, meta = _restore(run, root, model, optimizer, controllers)
     stream = BatchIterator(
         train_split.to(device),
         t.batch_size,
@@ -204,6 +212,10 @@ def train(
         seed=spec.seeds.noise_seed,
         device=device,
     )
+    _probe(model, stream.split)
+    if group.lead:
+        _claim_dir(run, controllers)  # only once the spec is known to build and run
+    start, meta = _restore(run, root, model, optimizer, controllers)
     test_split = test_split.to(device)
     per_epoch = len(stream)
     if per_epoch == 0:
@@ -244,7 +256,8 @@ def train(
             rows.append(_eval_row(model, test_split, state.step, train_loss, lr))
             write_rows(run.dir / "metrics.csv", rows)
 
-    net = distributed.wrap(model, group, device)  # the model itself in a single process
+    # the model itself in a single process
+    net = distributed.wrap(model, group, device, sync_batchnorm=bool(sync_batchnorm))
     model.train()
     for c in controllers:
         c.on_start(state)
@@ -266,7 +279,9 @@ def train(
             # the SGD noise, and reproduced exactly on resume
             torch.manual_seed(step_seed(spec.seeds.noise_seed, step, group.rank))
             xs, ys = distributed.shard(x, y, group)
-            loss = F.cross_entropy(net(xs), ys)
+            with forward_errors(xs):
+                logits = net(xs)
+            loss = F.cross_entropy(logits, ys)
             value = distributed.mean(loss, group)  # the same on every process
             if not math.isfinite(value):
                 raise TrainingDiverged(
@@ -309,6 +324,74 @@ def train(
         (run.dir / "checkpoints" / "resume.pt").unlink(missing_ok=True)
     distributed.barrier(group)  # every process returns once the files are written
     return run
+
+
+def _check_arguments(spec: Any, root: Any, controllers: Any, data: Any) -> tuple[Controller, ...]:
+    """Refuse arguments of the wrong kind before anything touches the disk."""
+    if not isinstance(spec, RunSpec):
+        raise LandscapeError(
+            f"train needs a landscape.specs.RunSpec, got {type(spec).__name__}; build one "
+            f"with RunSpec(data=DataSpec(...), model=ModelSpec(...), train=TrainSpec(...))"
+        )
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise LandscapeError(f"the runs root must be a path, got {root!r}")
+    if root is not None and Path(root).exists() and not Path(root).is_dir():
+        raise LandscapeError(f"the runs root {root} is a file; give a folder")
+    if controllers is None:
+        controllers = ()
+    if isinstance(controllers, Controller):
+        controllers = [controllers]
+    controllers = tuple(controllers)
+    odd = [type(c).__name__ for c in controllers if not isinstance(c, Controller)]
+    if odd:
+        raise LandscapeError(
+            f"controllers must be landscape.train.Controller instances, got {', '.join(odd)}"
+        )
+    names = [c.name for c in controllers]
+    if len(set(names)) != len(names):
+        raise LandscapeError(
+            f"two controllers share a name ({names}); their states would overwrite each "
+            f"other in checkpoints, so give each class its own name"
+        )
+    if data is not None and (
+        not isinstance(data, (tuple, list))
+        or len(data) != 2
+        or not all(isinstance(d, Split) for d in data)
+    ):
+        raise LandscapeError(
+            "data must be a (train, test) pair of landscape.data.Split, e.g. "
+            "load_splits(spec), or None to load spec.data"
+        )
+    return controllers
+
+
+def _check_splits(spec: RunSpec, train_split: Split, test_split: Split) -> None:
+    """The data must be the spec's dataset, with one shape and class count in both splits.
+
+    A run is named by its spec, so training it on other data would store another run's
+    weights under this one's name.
+    """
+    for split in (train_split, test_split):
+        if split.info.name != spec.data.name:
+            raise LandscapeError(
+                f"the data given is {split.info.name!r} but the spec names "
+                f"{spec.data.name!r}; a run is stored under its spec, so train on the data "
+                f"it names (or name the data in DataSpec)"
+            )
+    a, b = train_split.info, test_split.info
+    if (a.num_classes, tuple(a.in_shape)) != (b.num_classes, tuple(b.in_shape)):
+        raise LandscapeError(
+            f"the train split has {a.num_classes} classes of shape {tuple(a.in_shape)} but the "
+            f"test split {b.num_classes} of shape {tuple(b.in_shape)}; pass splits of one dataset"
+        )
+
+
+def _probe(model: nn.Module, split: Split) -> None:
+    """One forward pass on two examples: a model that cannot train on the data fails here,
+    before the run directory is written."""
+    x, y = split.x[:2], split.y[:2]
+    with torch.no_grad(), eval_mode(model), forward_errors(x):
+        check_logits(model(x), y)
 
 
 def step_seed(noise_seed: int, step: int, rank: int = 0) -> int:
@@ -402,7 +485,7 @@ def _restore(
     if latest is None:
         return 0, {}
     step, ckpt = latest
-    model.load_state_dict(ckpt.model)
+    load_weights(model, ckpt)  # a foreign file under the run's name is one clear error
     if ckpt.optimizer is not None:
         optimizer.load_state_dict(ckpt.optimizer)
     for c in controllers:

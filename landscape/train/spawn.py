@@ -12,6 +12,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
+from landscape.checks import integer
 from landscape.errors import LandscapeError
 from landscape.specs import ParentRef, RunSpec, Seeds
 from landscape.train.loop import Run, train
@@ -29,6 +30,9 @@ def child_spec(
         parent_key: the parent's run directory name when it trained under controllers
             (default: the parent spec's hash).
     """
+    if not isinstance(parent, RunSpec):
+        raise LandscapeError(f"the parent must be a RunSpec, got {type(parent).__name__}")
+    step = integer("step", step, 0)
     if step not in parent.train.saved_steps():
         raise LandscapeError(
             f"the parent keeps no checkpoint at step {step}; add it to its "
@@ -67,8 +71,26 @@ def spawn(
     Returns:
         The children's runs, in the order of ``noise_seeds``.
     """
+    if isinstance(noise_seeds, (str, bytes)) or not isinstance(noise_seeds, Sequence):
+        raise LandscapeError(f"noise_seeds must be a list of seeds, got {noise_seeds!r}")
+    noise_seeds = [integer("noise seed", s, 0) for s in noise_seeds]
+    if not noise_seeds:
+        raise LandscapeError("noise_seeds is empty; give one seed per child, e.g. [1, 2]")
     if len(set(noise_seeds)) != len(noise_seeds):
         raise LandscapeError(f"noise seeds must differ, got {list(noise_seeds)}")
+    child_spec(parent, step, noise_seeds[0])  # checks the step before any training
+    if step == parent.train.steps:
+        raise LandscapeError(
+            f"step {step} is the parent's last step, so the children would not train at all; "
+            f"branch from an earlier saved step"
+        )
+    if controllers_factory is not None and (
+        isinstance(controllers_factory, type) or not callable(controllers_factory)
+    ):
+        raise LandscapeError(
+            "controllers_factory must be a function that returns fresh controllers, e.g. "
+            "lambda: [FixedMask(masks)]"
+        )
     make = controllers_factory or (lambda: ())
     parent_run = train(parent, root, controllers=make(), stop_at=step, **train_kwargs)
     key = parent_run.dir.name
