@@ -82,7 +82,6 @@ def _whole(minimum: int, meaning: str = ""):
             )
         return value
 
-    parse.__name__ = "whole number"
     return parse
 
 

@@ -111,33 +111,34 @@ def save_checkpoint(
     opt = optimizer.state_dict() if isinstance(optimizer, torch.optim.Optimizer) else optimizer
     payload = {
         "format": FORMAT,
-        "model": _to_cpu(state),
-        "optimizer": _to_cpu(opt) if opt is not None else None,
+        "model": state,
+        "optimizer": opt,
         "meta": dict(meta or {}),
-        "controllers": _to_cpu(dict(controllers or {})),
+        "controllers": dict(controllers or {}),
     }
     payload = _loadable(payload, "checkpoint")
     return atomic_write(path, lambda f: torch.save(payload, f))
 
 
-_PLAIN = (str, int, float, bool, type(None), torch.dtype, torch.device)
+_PLAIN = (str, int, float, bool, type(None), torch.dtype, torch.device, torch.Size)
 
 
 def _loadable(obj: Any, where: str) -> Any:
-    """``obj`` in the types ``torch.load(weights_only=True)`` reads back.
+    """``obj`` in the types ``torch.load(weights_only=True)`` reads back, tensors on the CPU.
 
-    Numpy scalars and arrays become Python numbers and tensors; anything else that would
-    need unpickling (a Path, a custom object) is refused here, at save time, naming the
-    key, so no checkpoint is written that could never be loaded again.
+    Tensors move to the CPU so any device can read the file. Numpy scalars and arrays
+    become Python numbers and tensors; anything else that would need unpickling (a Path, a
+    custom object) is refused here, at save time, naming the key, so no checkpoint is
+    written that could never be loaded again.
     """
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
     if isinstance(obj, np.generic):  # before the plain types: np.float64 is a float
         return obj.item()
-    if torch.is_tensor(obj) or isinstance(obj, _PLAIN):
+    if isinstance(obj, _PLAIN):
         return obj
     if isinstance(obj, np.ndarray):
         return torch.from_numpy(obj.copy())
-    if isinstance(obj, torch.Size):
-        return obj
     if isinstance(obj, Mapping):
         return type(obj)((k, _loadable(v, f"{where}[{k!r}]")) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):
@@ -167,16 +168,19 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     if not path.is_dir():
         raise LandscapeError(f"{path} is not a regular file; pass a checkpoint file (.pt)")
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    steps = {}
-    for p in folder.glob("step_*.pt"):
-        if p.stem[5:].isdigit():
-            steps[int(p.stem[5:])] = p
+    steps = step_checkpoints(folder)
     if not steps:
         raise LandscapeError(
             f"{path} is a directory without checkpoints (no {folder}/step_<k>.pt); pass a "
             f"checkpoint file, or a run directory that has trained"
         )
     return steps[max(steps)]
+
+
+def step_checkpoints(folder: str | os.PathLike) -> dict[int, Path]:
+    """The ``step_<k>.pt`` files in ``folder`` by step ``k``; other names are ignored."""
+    found = Path(folder).glob("step_*.pt")
+    return {int(p.stem[5:]): p for p in found if p.stem[5:].isdigit() and p.is_file()}
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Checkpoint:
@@ -348,16 +352,6 @@ def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, t
 def _few(items: list[str], n: int = 4) -> str:
     more = f" and {len(items) - n} more" if len(items) > n else ""
     return ", ".join(items[:n]) + more
-
-
-def _to_cpu(obj: Any) -> Any:
-    if torch.is_tensor(obj):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -512,3 +512,10 @@ def test_batches_stay_on_the_split_device(device):
 def test_public_api_is_exported():
     for name in ("BatchIterator", "DatasetInfo", "Split", "get_dataset", "normalize"):
         assert name in data.__all__
+
+
+def test_labels_beyond_the_classes_are_refused(tmp_path):
+    write_idx_set(tmp_path, {"train": 3}, gz=False)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([0, 10, 2], np.uint8)))
+    with pytest.raises(LandscapeError, match=r"labels span 0\.\.10 but the dataset has 10"):
+        get_dataset("mnist", root=tmp_path)

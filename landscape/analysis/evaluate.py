@@ -46,7 +46,7 @@ def as_model(obj: Any, name: str = "model", device: Any = None) -> nn.Module:
         LandscapeError: ``obj`` is a state_dict, a path or anything else that is not a model.
     """
     if isinstance(obj, nn.Module):
-        if any(t.is_meta for t in obj.parameters()):
+        if any(t.is_meta for t in (*obj.parameters(), *obj.buffers())):
             raise LandscapeError(
                 f"{name} is on the meta device (shapes, no weights); build it on a real "
                 f"device or load weights into it (model.to_empty(device=...))"
@@ -234,9 +234,15 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = flag
 
 
-def scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed cross-entropy (float64) and the number misclassified, for one checked batch."""
-    check_logits(logits, y)
+def scores(
+    logits: torch.Tensor, y: torch.Tensor, check: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy (float64) and the number misclassified, for one batch.
+
+    ``check=False`` skips :func:`check_logits` (a device sync) for outputs already checked.
+    """
+    if check:
+        check_logits(logits, y)
     loss = F.cross_entropy(logits.double(), y, reduction="sum")
     return loss, (logits.argmax(dim=1) != y).sum()
 

@@ -33,12 +33,12 @@ from landscape.analysis.evaluate import (
     DEFAULT_BATCH,
     as_model,
     as_tensors,
-    check_logits,
     eval_mode,
     forward_errors,
     iter_batches,
     model_device,
     model_dtype,
+    scores,
 )
 from landscape.checks import integer, number, optional_integer
 from landscape.errors import LandscapeError
@@ -283,10 +283,8 @@ def _as_models(a: Any, b: Any) -> tuple[nn.Module, nn.Module]:
     else:
         a = as_model(a, "model_a", device=model_device(b))
     for name, model in (("model_a", a), ("model_b", b)):
-        tensors = list(model.parameters()) + list(model.buffers())
-        if any(t.is_meta for t in tensors):
-            raise LandscapeError(f"{name} is on the meta device (shapes, no weights)")
-        if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
+        tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+        if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
             raise LandscapeError(
                 f"{name} has non-finite weights (NaN or inf): its run diverged, so no line "
                 f"through it means anything; take an earlier checkpoint"
@@ -379,10 +377,10 @@ class _Line:
             count = 0
             for x, y in iter_batches(data, batch_size, device, dtype):
                 for i, logits in enumerate(self.logits(states, x)):
-                    if lo == 0 and i == 0:  # once per batch: the check costs a device sync
-                        check_logits(logits, y)
-                    loss_sum[lo + i] += F.cross_entropy(logits.double(), y, reduction="sum")
-                    wrong[lo + i] += (logits.argmax(dim=1) != y).sum()
+                    # checked once per batch: the check costs a device sync
+                    loss, miss = scores(logits, y, check=lo == 0 and i == 0)
+                    loss_sum[lo + i] += loss
+                    wrong[lo + i] += miss
                 count += len(y)
         if count == 0:
             raise LandscapeError("cannot interpolate on empty data")

@@ -57,7 +57,7 @@ class DatasetInfo:
         for name in ("mean", "std"):
             values = tuple(number(f"{where}: {name}", v) for v in getattr(self, name))
             object.__setattr__(self, name, values)
-        channels = self.in_shape[0] if self.in_shape else 0
+        channels = self.in_shape[0]
         if len(self.mean) != channels or len(self.std) != channels:
             raise LandscapeError(
                 f"DatasetInfo({self.name!r}): mean/std need one value per channel "
@@ -112,8 +112,8 @@ class Split:
             if low < 0 or high >= self.info.num_classes:
                 raise LandscapeError(
                     f"Split({self.info.name!r}): labels span {low}..{high} but the dataset has "
-                    f"{self.info.num_classes} classes (0..{self.info.num_classes - 1}); "
-                    f"relabel them (y - 1 for labels that count from 1)"
+                    f"{self.info.num_classes} classes (0..{self.info.num_classes - 1}): relabel "
+                    f"them (y - 1 for labels that count from 1), or fetch corrupt files again"
                 )
         if self.x.device != self.y.device:
             raise LandscapeError(
@@ -204,15 +204,9 @@ def get_dataset(
     path = None if root is None else Path(root).expanduser()
     if path is not None and path.exists() and not path.is_dir():
         raise LandscapeError(f"the data root {path} is a file; give the folder that holds the data")
-
     x_raw, y_raw, info = _REGISTRY[name](path, split)
     x = torch.as_tensor(np.ascontiguousarray(x_raw), dtype=torch.float32)
     y = torch.as_tensor(np.ascontiguousarray(y_raw), dtype=torch.int64)
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= info.num_classes):
-        raise LandscapeError(
-            f"{name} ({split}): labels span {int(y.min())}..{int(y.max())} but the dataset "
-            f"has {info.num_classes} classes; its files are corrupt, fetch them again"
-        )
     if normalize:
         x = _normalize(x, info)
     return Split(x=x, y=y, info=info)

@@ -43,6 +43,7 @@ from landscape.io import (
     read_json,
     read_rows,
     save_checkpoint,
+    step_checkpoints,
     write_json,
     write_rows,
 )
@@ -99,8 +100,7 @@ class Run:
 
     def saved_steps(self) -> list[int]:
         """Steps that have a checkpoint on disk, ascending."""
-        found = (self.dir / "checkpoints").glob("step_*.pt")
-        return sorted(int(p.stem[5:]) for p in found if p.stem[5:].isdigit() and p.is_file())
+        return sorted(step_checkpoints(self.dir / "checkpoints"))
 
     def load_model(self, step: int | None = None, device: Any = None) -> nn.Module:
         """The model at ``step`` (default: the last step), on ``device``."""
@@ -379,10 +379,10 @@ def _check_splits(spec: RunSpec, train_split: Split, test_split: Split) -> None:
                 f"it names (or name the data in DataSpec)"
             )
     a, b = train_split.info, test_split.info
-    if (a.num_classes, tuple(a.in_shape)) != (b.num_classes, tuple(b.in_shape)):
+    if (a.num_classes, a.in_shape) != (b.num_classes, b.in_shape):
         raise LandscapeError(
-            f"the train split has {a.num_classes} classes of shape {tuple(a.in_shape)} but the "
-            f"test split {b.num_classes} of shape {tuple(b.in_shape)}; pass splits of one dataset"
+            f"the train split has {a.num_classes} classes of shape {a.in_shape} but the "
+            f"test split {b.num_classes} of shape {b.in_shape}; pass splits of one dataset"
         )
 
 
