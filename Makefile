@@ -52,9 +52,12 @@ format: setup
 # Every study at the scale the gallery in figures/ shows.
 figures: setup
 	$(PY) analyses/stability.py --scale full
+	$(PY) analyses/sparse_lmc.py --scale full
 
 bench: setup
 	$(PY) benchmarks/interpolation.py --quick
+	$(PY) benchmarks/sparse_step.py --quick
+	$(PY) benchmarks/distill_dm.py --quick
 
 clean:
 	rm -rf runs results .pytest_cache

@@ -103,6 +103,32 @@ def _add_model_data(p: argparse.ArgumentParser, model_help: str | None = None) -
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if any)")
 
 
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """The options of a RunSpec: model, data, optimiser, schedule, length and seeds."""
+    _add_model_data(p)
+    p.add_argument("--augment", default="", help="comma-separated: crop,flip")
+    p.add_argument("--steps", type=_whole(1), default=1000)
+    p.add_argument("--batch-size", type=_whole(1), default=128)
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--nesterov", action="store_true")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--schedule", default="cosine", choices=["constant", "cosine", "linear", "step"])
+    p.add_argument("--milestones", type=_ints, default=())
+    p.add_argument("--gamma", type=float, default=0.1, help="decay of --schedule step")
+    p.add_argument("--warmup-steps", type=_whole(0), default=0)
+    p.add_argument("--eval-every", type=_whole(0), default=0)
+    p.add_argument(
+        "--checkpoint-steps",
+        type=_ints,
+        default=(),
+        help="steps to keep besides 0 and the last, e.g. 0,50,100",
+    )
+    p.add_argument("--init-seed", type=_whole(0), default=0)
+    p.add_argument("--noise-seed", type=_whole(0), default=0)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="landscape",
@@ -112,28 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a run (reused if it exists, resumed if cut short)")
-    _add_model_data(t)
-    t.add_argument("--augment", default="", help="comma-separated: crop,flip")
-    t.add_argument("--steps", type=_whole(1), default=1000)
-    t.add_argument("--batch-size", type=_whole(1), default=128)
-    t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    t.add_argument("--lr", type=float, default=0.1)
-    t.add_argument("--momentum", type=float, default=0.9)
-    t.add_argument("--nesterov", action="store_true")
-    t.add_argument("--weight-decay", type=float, default=5e-4)
-    t.add_argument("--schedule", default="cosine", choices=["constant", "cosine", "linear", "step"])
-    t.add_argument("--milestones", type=_ints, default=())
-    t.add_argument("--gamma", type=float, default=0.1, help="decay of --schedule step")
-    t.add_argument("--warmup-steps", type=_whole(0), default=0)
-    t.add_argument("--eval-every", type=_whole(0), default=0)
-    t.add_argument(
-        "--checkpoint-steps",
-        type=_ints,
-        default=(),
-        help="steps to keep besides 0 and the last, e.g. 0,50,100",
-    )
-    t.add_argument("--init-seed", type=_whole(0), default=0)
-    t.add_argument("--noise-seed", type=_whole(0), default=0)
+    _add_run_args(t)
     t.add_argument("--runs", default=None, help="runs root (default $LANDSCAPE_RUNS or ./runs)")
     t.add_argument(
         "--resume-every",
@@ -147,6 +152,61 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="stop after this step; running the same command again resumes",
     )
+
+    pr = sub.add_parser(
+        "prune", help="iterative magnitude pruning with rewinding, on real or distilled data"
+    )
+    _add_run_args(pr)
+    pr.add_argument("--runs", default=None, help="runs root (default $LANDSCAPE_RUNS or ./runs)")
+    pr.add_argument("--levels", type=_whole(0), default=10, help="prunings after the dense run")
+    pr.add_argument("--rate", type=float, default=0.2, help="share of remaining weights per level")
+    pr.add_argument(
+        "--rewind-step", type=_whole(0), default=0, help="0: lottery ticket; k: rewind to step k"
+    )
+    pr.add_argument("--scope", default="global", choices=["global", "layer"])
+    pr.add_argument("--spare-first", action="store_true", help="keep the first layer dense")
+    pr.add_argument("--spare-output", action="store_true", help="keep the output layer dense")
+    pr.add_argument(
+        "--find-on",
+        default=None,
+        metavar="DATASET",
+        help="find the masks by training on this dataset (e.g. distilled:<key> from "
+        "`landscape distill`); the subnetworks still train on --data",
+    )
+    pr.add_argument("--find-data-root", default=None, help="folder of the --find-on data")
+    pr.add_argument("--find-steps", type=_whole(1), default=None, help="default: --steps")
+    pr.add_argument("--find-batch-size", type=_whole(1), default=None)
+    pr.add_argument(
+        "--start-masks",
+        default=None,
+        help="masks.pt to start from instead of the dense network (the hybrid: real-data "
+        "IMP from a distilled-data mask)",
+    )
+    pr.add_argument("--json", default=None, help="also write one row per level here")
+
+    d = sub.add_parser("distill", help="learn a small synthetic training set (distilled:<key>)")
+    _add_model_data(d, "the matching network (default: ConvNet-3 for images, conv1d for 1-D)")
+    d.add_argument("--method", default="dm", choices=["random", "dm", "dc", "dsa", "idc", "mtt"])
+    d.add_argument("--ipc", type=_whole(1), default=10, help="stored images per class")
+    d.add_argument("--factor", type=_whole(1), default=None, help="multi-formation factor")
+    d.add_argument("--iterations", type=_whole(1), default=None, help="default: the paper's")
+    d.add_argument("--lr-images", type=float, default=None)
+    d.add_argument("--batch-real", type=_whole(1), default=None, help="real examples per class")
+    d.add_argument("--seed", type=_whole(0), default=0)
+    d.add_argument(
+        "--out", default=None, help="folder of synthetic sets (default: <runs root>/distilled)"
+    )
+    d.add_argument("--runs", default=None, help="runs root (MTT's experts, --evaluate runs)")
+    d.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="train fresh networks on the set and on a random real subset of its size, "
+        "and print their real test accuracy",
+    )
+    d.add_argument("--eval-steps", type=_whole(1), default=300)
+    d.add_argument("--eval-lr", type=float, default=0.01)
+    d.add_argument("--eval-batch-size", type=_whole(1), default=None, help="default: min(256, set)")
+    d.add_argument("--eval-seeds", type=_ints, default=(0, 1, 2))
 
     s = sub.add_parser("spawn", help="children of a run's checkpoint with other noise seeds")
     s.add_argument("run", help="the parent run's directory")
@@ -190,11 +250,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args: argparse.Namespace) -> int:
+def _run_spec(args: argparse.Namespace):
     from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
-    from landscape.train import train
 
-    spec = RunSpec(
+    return RunSpec(
         data=DataSpec(
             name=args.data,
             augment=tuple(a for a in args.augment.split(",") if a),
@@ -218,10 +277,103 @@ def _train(args: argparse.Namespace) -> int:
         ),
         seeds=Seeds(init_seed=args.init_seed, noise_seed=args.noise_seed),
     )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from landscape.train import train
+
+    spec = _run_spec(args)
     run = train(
         spec, args.runs, device=args.device, resume_every=args.resume_every, stop_at=args.stop_at
     )
     print(run.dir)
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from landscape.io import write_json
+    from landscape.sparse import load_masks
+    from landscape.specs import DataSpec
+    from landscape.train.imp import imp, summary_rows
+
+    spec = _run_spec(args)
+    find_on = None
+    if args.find_on is not None:
+        train = dataclasses.replace(
+            spec.train,
+            steps=args.find_steps or spec.train.steps,
+            batch_size=args.find_batch_size or spec.train.batch_size,
+            checkpoint_steps=(),
+            warmup_steps=min(spec.train.warmup_steps, args.find_steps or spec.train.steps),
+        )
+        data = DataSpec(args.find_on, root=args.find_data_root)
+        find_on = spec.replace(data=data, train=train)
+    start = load_masks(args.start_masks) if args.start_masks else None
+    levels = imp(
+        spec,
+        args.levels,
+        args.rate,
+        args.rewind_step,
+        find_on,
+        args.scope,
+        start_masks=start,
+        spare_first=args.spare_first,
+        spare_output=args.spare_output,
+        root=args.runs,
+        device=args.device,
+    )
+    rows = summary_rows(levels)
+    for row, level in zip(rows, levels):
+        print(
+            f"level {row['level']:>2}  density {row['density']:.4f}  test error "
+            f"{row['test_error']:.4f}  examples seen {row['examples_seen']:>9,}  {level.run.dir}"
+        )
+    if args.json:
+        write_json(args.json, rows)
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from landscape.specs import DataSpec, ModelSpec, TrainSpec
+    from landscape.train.distill import (
+        DistillSpec,
+        distill,
+        evaluate_distilled,
+        summarize_distilled,
+    )
+
+    model = None
+    if args.model is not None:
+        model = ModelSpec(name=_model_name(args.model), kwargs=_key_values(args.model_arg))
+    spec = DistillSpec(
+        data=DataSpec(args.data, root=args.data_root),
+        method=args.method,
+        ipc=args.ipc,
+        factor=args.factor,
+        model=model,
+        iterations=args.iterations,
+        lr_images=args.lr_images,
+        batch_real=args.batch_real,
+        seed=args.seed,
+    )
+    runs = args.runs
+    out = args.out if args.out is not None else (None if runs is None else Path(runs) / "distilled")
+    found = distill(spec, out, runs=runs, device=args.device)
+    print(f"{found.data_spec.name}  ({found.size} training examples)  {found.folder}")
+    if args.evaluate:
+        batch = args.eval_batch_size or min(256, found.size)
+        train = TrainSpec(lr=args.eval_lr, steps=args.eval_steps, batch_size=batch)
+        rows = evaluate_distilled(
+            found, train, seeds=args.eval_seeds, root=runs, device=args.device
+        )
+        for row in summarize_distilled(rows):
+            print(
+                f"{row['method']:>8}  IPC {row['ipc']}  real test accuracy "
+                f"{100 * row['test_accuracy_mean']:.1f} ± {100 * row['test_accuracy_std']:.1f}% "
+                f"({row['runs']} runs)"
+            )
     return 0
 
 
@@ -371,6 +523,8 @@ def _list(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": _train,
+    "distill": _distill,
+    "prune": _prune,
     "spawn": _spawn,
     "interpolate": _interpolate,
     "plot": _plot,

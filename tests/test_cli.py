@@ -180,3 +180,49 @@ def test_interpolate_resets_batchnorm_by_default(tmp_path, capsys):
     assert whole["loss"][1] != subset["loss"][1]  # the statistics came from other data
     assert main(args + ["--no-bn-reset"]) == 0
     assert json.loads(capsys.readouterr().out)["bn_reset"] is False
+
+
+def test_distill_then_prune_on_the_distilled_set(tmp_path, capsys):
+    """`landscape distill` names a dataset that `landscape prune --find-on` takes, and the
+    subnetworks of the found masks train on the real data."""
+    runs = tmp_path / "runs"
+    argv = ["distill", "--data", "test-blobs", "--model", "mlp", "--model-arg", "widths=[8]"]
+    argv += ["--ipc", "4", "--iterations", "3", "--runs", str(runs), "--evaluate"]
+    argv += ["--eval-steps", "10", "--eval-seeds", "0,1"]
+    assert main(argv) == 0
+    first, dm, baseline = _out(capsys)
+    name, size, folder = first.split()[0], int(first.split()[1].strip("(")), first.split()[-1]
+    assert (
+        name.startswith("distilled:") and size == 16 and Path(folder).parent == runs / "distilled"
+    )
+    assert dm.split()[:3] == ["dm", "IPC", "4"] and "(2 runs)" in dm
+    assert baseline.split()[0] == "random"
+    common = ["--model", "mlp", "--model-arg", "widths=[8]", "--data", "test-blobs"]
+    argv = ["prune", *common, "--steps", "12", "--batch-size", "32", "--levels", "2"]
+    argv += ["--runs", str(runs), "--find-on", name, "--find-data-root", str(runs / "distilled")]
+    argv += ["--find-batch-size", "8", "--find-steps", "5", "--json", str(tmp_path / "p.json")]
+    assert main(argv) == 0
+    lines = _out(capsys)
+    assert [line.split()[1] for line in lines] == ["0", "1", "2"]
+    rows = json.loads((tmp_path / "p.json").read_text())
+    assert [r["examples_seen"] for r in rows] == [0, 40, 80]  # 5 steps x 8 per search run
+    assert [round(r["density"], 2) for r in rows] == [1.0, 0.8, 0.64]
+    assert rows[1]["run"] != rows[1]["search_run"]  # the subnetwork trained on real data
+    spec = json.loads((runs / rows[1]["run"] / "spec.json").read_text())["spec"]
+    assert spec["data"]["name"] == "test-blobs"
+    search = json.loads((runs / rows[1]["search_run"] / "spec.json").read_text())["spec"]
+    assert search["data"]["name"] == name
+
+
+def test_prune_refuses_bad_settings_in_one_line(tmp_path, capsys):
+    common = ["prune", "--model", "mlp", "--data", "test-blobs", "--runs", str(tmp_path)]
+    for extra, message in (
+        (["--rate", "1.5"], "rate must be"),
+        (["--rewind-step", "1000"], "rewind_step 1000 is not before"),
+        (["--scope", "local"], "invalid choice"),
+        (["--start-masks", str(tmp_path / "none.pt")], "no mask file"),
+    ):
+        assert main([*common, *extra]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("landscape prune: error:") and message in line
+    assert not any(tmp_path.iterdir())

@@ -45,10 +45,11 @@ def _splits(name: str, shape: tuple[int, ...]) -> tuple[Split, Split]:
     info = DatasetInfo(name, 4, shape, (0.0,) * shape[0], (1.0,) * shape[0], tuple("abcd"))
     rng = np.random.default_rng(0)
     out = []
-    for n in (128, 64):
+    for n, part in ((128, "train"), (64, "test")):
         y = rng.integers(0, 4, size=n)
         x = rng.normal(size=(n, *shape)) + y.reshape(-1, *([1] * len(shape)))
-        out.append(Split(torch.tensor(x, dtype=torch.float32), torch.tensor(y), info))
+        x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+        out.append(Split(x, y, info, origin=f"{name}/{part}"))
     return out[0], out[1]
 
 

@@ -237,7 +237,10 @@ def test_dropout_masks_are_drawn_from_the_noise_seed(tmp_path):
     info = DatasetInfo("same", 4, (1, 12), (0.0,), (1.0,), ("a", "b", "c", "d"))
     x = torch.randn(1, 1, 12, generator=torch.Generator().manual_seed(0)).expand(64, 1, 12)
     y = torch.full((64,), 2)
-    data = (Split(x.contiguous(), y, info), Split(x[:8].contiguous(), y[:8], info))
+    data = (
+        Split(x.contiguous(), y, info, origin="same/train"),
+        Split(x[:8].contiguous(), y[:8], info, origin="same/test"),
+    )
 
     def final(p: float, noise_seed: int, root: str):
         spec = RunSpec(
@@ -266,10 +269,11 @@ torch.set_num_threads(1)
 info = DatasetInfo("blobs", 4, (1, 12), (0.0,), (1.0,), ("a", "b", "c", "d"))
 rng = np.random.default_rng(0)
 splits = []
-for n in (128, 64):
+for n, part in ((128, "train"), (64, "test")):
     y = rng.integers(0, 4, size=n)
     x = rng.normal(size=(n, 1, 12)) + y[:, None, None]
-    splits.append(Split(torch.tensor(x, dtype=torch.float32), torch.tensor(y), info))
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    splits.append(Split(x, y, info, origin=f"blobs/{part}"))
 spec = RunSpec(
     data=DataSpec("blobs"),
     model=ModelSpec("mlp", {"widths": [16]}),

@@ -22,8 +22,9 @@ def test_readme_opens_with_the_two_commands():
 @pytest.mark.slow
 def test_readme_tour_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the tour trains under ./runs
-    (block,) = _python_blocks()
-    exec(compile(block, str(README), "exec"), {})
+    tour, sparse = _python_blocks()
+    namespace: dict = {}
+    exec(compile(tour, str(README), "exec"), namespace)
     error_barrier, loss_barrier, error_barrier_linear = map(float, capsys.readouterr().out.split())
     # each barrier is a maximum over a curve that includes its endpoints: never negative
     assert 0.0 <= error_barrier <= 1.0 and 0.0 <= error_barrier_linear <= 1.0
@@ -32,3 +33,13 @@ def test_readme_tour_runs(tmp_path, monkeypatch, capsys):
     # mean of the endpoints in steps of 1/2000
     assert error_barrier * 2000 == pytest.approx(round(error_barrier * 2000), abs=1e-6)
     assert len(list((tmp_path / "runs").iterdir())) == 3  # the parent and two children
+    # the sparse section goes on from the tour: IMP's level 0 is the tour's parent
+    exec(compile(sparse, str(README), "exec"), namespace)
+    rows = [line.split() for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r[:3] for r in rows] == [
+        ["0", "1.0", "0"],
+        ["1", "0.8", "120000"],
+        ["2", "0.64", "240000"],
+    ]
+    assert rows[0][3] == namespace["run"].dir.name
+    assert len(list((tmp_path / "runs").iterdir())) == 5

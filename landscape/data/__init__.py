@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 # Importing the loader modules registers their datasets.
-from landscape.data import cifar, generated, mnist  # noqa: F401
+from landscape.data import cifar, distilled, generated, mnist  # noqa: F401
 from landscape.data.idx import parse_idx, read_idx
 from landscape.data.loader import BatchIterator, epoch_seed, flip_where, random_crop
 from landscape.data.registry import (
@@ -16,9 +16,12 @@ from landscape.data.registry import (
     Split,
     denormalize,
     get_dataset,
+    is_dataset,
     list_datasets,
     normalize,
+    origin_of,
     register_dataset,
+    register_dataset_family,
 )
 
 __all__ = [
@@ -30,9 +33,12 @@ __all__ = [
     "flip_where",
     "get_dataset",
     "list_datasets",
+    "is_dataset",
     "normalize",
+    "origin_of",
     "parse_idx",
     "random_crop",
     "read_idx",
     "register_dataset",
+    "register_dataset_family",
 ]

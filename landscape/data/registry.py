@@ -83,11 +83,16 @@ class Split:
         x: inputs, float32, shape ``(N, *info.in_shape)``.
         y: labels, int64, shape ``(N,)``.
         info: the dataset's metadata.
+        origin: where the tensors came from: ``"<name>/<split>"`` for a whole split from
+            :func:`get_dataset` (``" raw"`` appended when not normalised, a subset note when
+            :meth:`subset` drew from it), ``None`` for a split built by hand. Training checks
+            it, because a run is stored under the name of the data its spec gives.
     """
 
     x: torch.Tensor
     y: torch.Tensor
     info: DatasetInfo
+    origin: str | None = None
 
     def __post_init__(self) -> None:
         if not (torch.is_tensor(self.x) and torch.is_tensor(self.y)):
@@ -137,7 +142,8 @@ class Split:
             return self
         pick = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         pick = pick.to(self.x.device)
-        return replace(self, x=self.x[pick], y=self.y[pick])
+        origin = None if self.origin is None else f"{self.origin} subset({n}, seed={seed})"
+        return replace(self, x=self.x[pick], y=self.y[pick], origin=origin)
 
     def to(self, device: torch.device | str) -> Split:
         """Return a copy of this split with both tensors on ``device``."""
@@ -146,7 +152,14 @@ class Split:
 
 
 Loader = Callable[[Path | None, str], tuple[np.ndarray, np.ndarray, DatasetInfo]]
+FamilyLoader = Callable[[str, Path | None, str], tuple[np.ndarray, np.ndarray, DatasetInfo]]
 _REGISTRY: dict[str, Loader] = {}
+_FAMILIES: dict[str, FamilyLoader] = {}
+
+
+def origin_of(name: str, split: str, normalize: bool = True) -> str:
+    """The :attr:`Split.origin` that :func:`get_dataset` gives a whole split."""
+    return f"{name}/{split}" + ("" if normalize else " raw")
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
@@ -166,9 +179,33 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
     return decorator
 
 
+def register_dataset_family(prefix: str) -> Callable[[FamilyLoader], FamilyLoader]:
+    """Register ``fn(key, root, split) -> (x_raw, y, info)`` for every name ``prefix:<key>``.
+
+    A family is a set of datasets made by this package and named by a content key, such as
+    the synthetic sets of dataset distillation (``distilled:<key>``).
+    """
+
+    def decorator(fn: FamilyLoader) -> FamilyLoader:
+        if prefix in _FAMILIES or ":" in prefix:
+            raise LandscapeError(f"dataset family {prefix!r} is registered twice or has a ':'")
+        _FAMILIES[prefix] = fn
+        return fn
+
+    return decorator
+
+
 def list_datasets() -> list[str]:
-    """Names of every registered dataset, sorted."""
-    return sorted(_REGISTRY)
+    """Names of every registered dataset, sorted, then each family as ``prefix:<key>``."""
+    return sorted(_REGISTRY) + [f"{p}:<key>" for p in sorted(_FAMILIES)]
+
+
+def is_dataset(name: str) -> bool:
+    """Whether ``name`` is a registered dataset or a member of a registered family."""
+    if not isinstance(name, str):
+        return False
+    prefix, sep, key = name.partition(":")
+    return name in _REGISTRY or bool(sep and key and prefix in _FAMILIES)
 
 
 def get_dataset(
@@ -193,7 +230,7 @@ def get_dataset(
     Raises:
         LandscapeError: unknown name or split, missing or corrupt files.
     """
-    if not isinstance(name, str) or name not in _REGISTRY:
+    if not is_dataset(name):
         raise LandscapeError(
             f"unknown dataset {name!r}; valid names are: {', '.join(list_datasets())}"
         )
@@ -204,12 +241,16 @@ def get_dataset(
     path = None if root is None else Path(root).expanduser()
     if path is not None and path.exists() and not path.is_dir():
         raise LandscapeError(f"the data root {path} is a file; give the folder that holds the data")
-    x_raw, y_raw, info = _REGISTRY[name](path, split)
+    if name in _REGISTRY:
+        x_raw, y_raw, info = _REGISTRY[name](path, split)
+    else:
+        prefix, _, key = name.partition(":")
+        x_raw, y_raw, info = _FAMILIES[prefix](key, path, split)
     x = torch.as_tensor(np.ascontiguousarray(x_raw), dtype=torch.float32)
     y = torch.as_tensor(np.ascontiguousarray(y_raw), dtype=torch.int64)
     if normalize:
         x = _normalize(x, info)
-    return Split(x=x, y=y, info=info)
+    return Split(x=x, y=y, info=info, origin=origin_of(name, split, normalize))
 
 
 def normalize(x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:

@@ -1,6 +1,13 @@
 """Figure functions: result rows -> matplotlib Figure, in one house style."""
 
-from landscape.plot.curves import as_frame, band_plot, barrier_vs_rewind, interpolation_curves
+from landscape.plot.curves import (
+    as_frame,
+    band_plot,
+    barrier_vs_rewind,
+    interpolation_curves,
+    metric_vs_density,
+    scatter_by,
+)
 from landscape.plot.style import COLUMN_WIDTH, FULL_WIDTH, apply_style, new_figure, save_figure
 
 __all__ = [
@@ -11,6 +18,8 @@ __all__ = [
     "band_plot",
     "barrier_vs_rewind",
     "interpolation_curves",
+    "metric_vs_density",
+    "scatter_by",
     "new_figure",
     "save_figure",
 ]

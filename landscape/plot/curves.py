@@ -55,6 +55,9 @@ _NUMERIC = {
     "loss_barrier",
     "error_barrier_linear",
     "loss_barrier_linear",
+    "density",
+    "test_accuracy",
+    "examples_seen",
 }
 
 
@@ -76,10 +79,12 @@ def band_plot(
     """
     frame = as_frame(rows, [x, y] + ([hue] if hue else []))
     groups = [(None, frame)] if hue is None else list(frame.groupby(hue, sort=True))
-    if hue_order is not None:
+    colors = sns.color_palette(n_colors=max(1, len(groups)))
+    if hue_order is not None:  # a hue keeps its colour in every panel and figure
         order = {h: i for i, h in enumerate(hue_order)}
         groups.sort(key=lambda g: order.get(g[0], len(order)))
-    colors = sns.color_palette(n_colors=max(1, len(groups)))
+        palette = sns.color_palette(n_colors=len(order) + 1)
+        colors = [palette[order.get(label, len(order))] for label, _ in groups]
     for color, (label, group) in zip(colors, groups):
         stats = group.groupby(x)[y].agg(["mean", "std", "count"]).sort_index()
         mean = stats["mean"] * scale
@@ -142,6 +147,7 @@ def interpolation_curves(
     hue: str = "rewind_step",
     panel: str = "network",
     percent: bool = True,
+    hue_order: Sequence[Any] | None = None,
 ) -> plt.Figure:
     """Error (or loss) along the line between two children, one curve per ``hue`` value."""
     frame = as_frame(rows, ["alpha", metric, hue, panel])
@@ -149,10 +155,86 @@ def interpolation_curves(
     fig, axes = new_figure(len(panels), width=min(FULL_WIDTH, COLUMN_WIDTH * len(panels)))
     scale = 100.0 if percent and metric == "error" else 1.0
     for ax, name in zip(axes, panels):
-        band_plot(ax, frame[frame[panel] == name], "alpha", metric, hue, scale=scale, marker=None)
+        sub = frame[frame[panel] == name]
+        band_plot(ax, sub, "alpha", metric, hue, scale=scale, marker=None, hue_order=hue_order)
         ax.set_title(str(name))
         ax.set_xlabel("interpolation alpha")
     axes[0].set_ylabel(f"test {metric}" + (" (%)" if scale == 100.0 else ""))
+    fig.tight_layout()
+    return fig
+
+
+def metric_vs_density(
+    rows: Any,
+    metric: str = "error_barrier",
+    *,
+    hue: str = "arm",
+    panel: str = "network",
+    percent: bool = True,
+    hue_order: Sequence[Any] | None = None,
+) -> plt.Figure:
+    """A pruning study's figure: ``metric`` against density (log scale, sparser to the
+    right), one curve per ``hue`` (the arm), one panel per ``panel``; mean +- std."""
+    frame = as_frame(rows, ["density", metric, hue, panel])
+    panels = list(dict.fromkeys(frame[panel]))
+    fig, axes = new_figure(len(panels), width=min(FULL_WIDTH, COLUMN_WIDTH * len(panels)))
+    scale = 100.0 if percent and ("error" in metric or "accuracy" in metric) else 1.0
+    for ax, name in zip(axes, panels):
+        band_plot(
+            ax,
+            frame[frame[panel] == name],
+            "density",
+            metric,
+            hue,
+            scale=scale,
+            hue_order=hue_order,
+        )
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        densities = sorted(set(frame[frame[panel] == name]["density"]), reverse=True)
+        ax.set_xticks(densities, [f"{d:.2g}" for d in densities])
+        ax.minorticks_off()
+        ax.set_title(str(name))
+        ax.set_xlabel("density (fraction of weights kept)")
+        if metric == "error_barrier" and scale == 100.0:
+            ax.axhline(2.0, color="0.5", lw=0.8, ls="--")
+    label = metric.replace("_", " ") + (" (%)" if scale == 100.0 else "")
+    axes[0].set_ylabel(label)
+    axes[-1].legend(fontsize="x-small", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def scatter_by(
+    rows: Any,
+    x: str,
+    y: str,
+    *,
+    hue: str = "arm",
+    panel: str = "network",
+    logx: bool = True,
+    hue_order: Sequence[Any] | None = None,
+) -> plt.Figure:
+    """One point per row of ``y`` against ``x``, coloured by ``hue``, a panel per ``panel``
+    (e.g. accuracy against the training examples a mask search saw)."""
+    frame = as_frame(rows, [x, y, hue, panel])
+    panels = list(dict.fromkeys(frame[panel]))
+    fig, axes = new_figure(len(panels), width=min(FULL_WIDTH, COLUMN_WIDTH * len(panels)))
+    hues = list(hue_order) if hue_order is not None else sorted(set(frame[hue]), key=str)
+    hues += sorted(set(frame[hue]) - set(hues), key=str)
+    colors = dict(zip(hues, sns.color_palette(n_colors=max(1, len(hues)))))
+    for ax, name in zip(axes, panels):
+        sub = frame[frame[panel] == name]
+        for h in hues:
+            part = sub[sub[hue] == h]
+            if len(part):
+                ax.scatter(part[x], part[y], s=10, color=colors[h], label=str(h))
+        if logx:
+            ax.set_xscale("symlog", linthresh=max(1.0, _smallest_positive(sub[x])))
+        ax.set_title(str(name))
+        ax.set_xlabel(x.replace("_", " "))
+    axes[0].set_ylabel(y.replace("_", " "))
+    axes[-1].legend(fontsize="x-small", frameon=False)
     fig.tight_layout()
     return fig
 

@@ -94,9 +94,10 @@ class Controller:
 class FixedMask(Controller):
     """Train a sparse subnetwork under a mask that never changes.
 
-    The mask is applied to the weights at the start and after every optimiser step, so
-    pruned weights stay exactly zero whatever the optimiser's momentum or weight decay do.
-    This is the training half of IMP (which adds pruning and rewinding between rounds).
+    The mask is applied to the weights (and to SGD's momentum buffers) at the start and
+    after every optimiser step, so pruned weights stay exactly zero whatever momentum or
+    weight decay do. This is the training half of IMP (which adds pruning and rewinding
+    between rounds).
 
     Args:
         masks: ``{parameter name: bool tensor}``, ``True`` keeps the weight.
@@ -111,6 +112,7 @@ class FixedMask(Controller):
                 "from landscape.sparse.random_masks"
             )
         self.masks = {k: v.bool() for k, v in masks.items()}
+        self._targets: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -120,13 +122,28 @@ class FixedMask(Controller):
         }
 
     def on_start(self, state: LoopState) -> None:
-        apply_masks(state.model, self.masks)
+        apply_masks(state.model, self.masks)  # checks the masks fit the model
+        params = dict(state.model.named_parameters())
+        weights = [params[n] for n in self.masks]
+        # the masks in each weight's dtype and device, made once: one fused multiply a step
+        factors = [self.masks[n].to(params[n].device, params[n].dtype) for n in self.masks]
+        self._targets = (weights, factors)
+        with torch.no_grad():
+            for w, f in zip(weights, factors):
+                buffer = state.optimizer.state.get(w, {}).get("momentum_buffer")
+                if buffer is not None:  # a rewound optimiser state: pruned momentum is gone
+                    buffer.mul_(f)
 
+    @torch.no_grad()
     def after_step(self, state: LoopState) -> None:
-        apply_masks(state.model, self.masks)
+        if self._targets is None:
+            self.on_start(state)
+        weights, factors = self._targets
+        torch._foreach_mul_(weights, factors)
 
     def state_dict(self) -> dict[str, Any]:
         return {"masks": dict(self.masks)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.masks = {k: v.bool() for k, v in state["masks"].items()}
+        self._targets = None

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from landscape.analysis.evaluate import check_logits, eval_mode, evaluate, forward_errors
 from landscape.checks import integer, optional_integer
-from landscape.data import BatchIterator, Split, get_dataset
+from landscape.data import BatchIterator, Split, get_dataset, origin_of
 from landscape.devices import resolve_device
 from landscape.errors import LandscapeError
 from landscape.io import (
@@ -366,17 +366,28 @@ def _check_arguments(spec: Any, root: Any, controllers: Any, data: Any) -> tuple
 
 
 def _check_splits(spec: RunSpec, train_split: Split, test_split: Split) -> None:
-    """The data must be the spec's dataset, with one shape and class count in both splits.
+    """The data must be the whole of the spec's dataset, with one shape and class count.
 
-    A run is named by its spec, so training it on other data would store another run's
-    weights under this one's name.
+    A run is named by its spec, so training it on other data (another dataset, a subset,
+    unnormalised inputs) would store another run's weights under this one's name. Data of
+    your own is named by registering it (:func:`landscape.data.register_dataset`); a
+    synthetic set from :mod:`landscape.train.distill` is the dataset ``distilled:<key>``.
     """
-    for split in (train_split, test_split):
+    for split, part in ((train_split, "train"), (test_split, "test")):
         if split.info.name != spec.data.name:
             raise LandscapeError(
                 f"the data given is {split.info.name!r} but the spec names "
                 f"{spec.data.name!r}; a run is stored under its spec, so train on the data "
                 f"it names (or name the data in DataSpec)"
+            )
+        expected = origin_of(spec.data.name, part)
+        if split.origin != expected:
+            found = "a Split built by hand" if split.origin is None else repr(split.origin)
+            raise LandscapeError(
+                f"the {part} data given is {found}, not the whole {part} split of "
+                f"{spec.data.name!r} that the spec names; a run is stored under its spec, so "
+                f"pass get_dataset({spec.data.name!r}, split={part!r}) (or load_splits(spec)), "
+                f"or register your data as a dataset and name it in DataSpec"
             )
     a, b = train_split.info, test_split.info
     if (a.num_classes, a.in_shape) != (b.num_classes, b.in_shape):

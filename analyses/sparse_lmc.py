@@ -1,0 +1,422 @@
+"""Stability to SGD noise of sparse subnetworks found by IMP on real and on distilled data.
+
+McDermott & Cummings 2023 ("Linear Mode Connectivity in Sparse Neural Networks", NeurIPS
+UniReps workshop; extended as McDermott & Parhi 2025): masks found by iterative magnitude
+pruning on a *distilled* training set, rewound to initialisation and trained on the real
+data, give subnetworks more stable to SGD noise than the dense network or real-data IMP.
+
+At every IMP level (density 0.8^L) this study trains these arms on the real data:
+
+    dense       the dense network (density 1)
+    imp-k0      IMP on real data, rewound to initialisation (the lottery ticket)
+    imp-k<k>    IMP on real data, rewound to step k > 0
+    distilled   the mask found by IMP on the distilled set, rewound to initialisation
+    hybrid      real-data IMP (rewound to 0) starting from the distilled mask of one level
+    random      a random mask with the imp-k0 mask's layer densities, from initialisation
+
+and at the checked levels spawns two children per arm from its rewind point (noise seeds 1
+and 2, same mask) and measures the error and loss barriers between them. It also counts the
+training examples each mask search processed (steps x batch size over the levels before).
+
+    python analyses/sparse_lmc.py --scale demo     # MNIST-1D and Fashion-MNIST
+    python analyses/sparse_lmc.py --scale full     # the paper's 10 levels; the gallery
+    python analyses/sparse_lmc.py --config cifar10-convnet3-ipc10 --device cuda   # GPU
+
+Writes ``levels.csv`` (arm, level, density, accuracy, examples seen), ``barriers.csv`` (the
+checked levels), ``interpolation.csv`` and the figures ``barrier_vs_density``,
+``accuracy_vs_density``, ``interpolation`` and ``examples_vs_accuracy`` (PDF and PNG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from landscape.analysis import interpolate
+from landscape.analysis.interpolate import has_batchnorm
+from landscape.data import get_dataset
+from landscape.devices import resolve_device
+from landscape.errors import LandscapeError
+from landscape.io import read_rows, write_rows
+from landscape.plot import interpolation_curves, metric_vs_density, save_figure, scatter_by
+from landscape.sparse import density, shuffle_masks
+from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
+from landscape.train.distill import DistillSpec, distill
+from landscape.train.imp import imp, train_masked
+
+log = logging.getLogger("sparse_lmc")
+NOISE_SEEDS = (1, 2)  # the two children of every arm; level runs train with noise_seed 0
+BN_EXAMPLES = 4096
+STABLE = 0.02  # Frankle et al. 2020's 2% error-barrier threshold
+
+
+@dataclass(frozen=True)
+class Network:
+    """One network of the study and every setting of its arms.
+
+    Attributes:
+        label: the name in tables and figure panels.
+        spec: the dense run on the real data (init_seed is set per replicate).
+        distill: how the distilled set is made (one set per network, shared by replicates).
+        find_train: the training of each mask-search run on the distilled set.
+        levels: IMP levels after the dense one (the paper: 10).
+        checked: levels whose stability is measured (the paper: 0, 4, 9).
+        hybrid_from: the distilled level the hybrid arm starts real-data IMP from (the
+            paper: 4).
+        rewind: the small k > 0 of the rewinding arm.
+        points: interpolation points (the paper: 11).
+    """
+
+    label: str
+    spec: RunSpec
+    distill: DistillSpec
+    find_train: TrainSpec
+    levels: int
+    checked: tuple[int, ...]
+    hybrid_from: int
+    rewind: int
+    points: int = 11
+
+
+def _mnist1d(
+    steps: int, levels: int, checked, hybrid_from: int, iterations: int, batch_real: int = 128
+) -> Network:
+    train = TrainSpec(
+        lr=0.1, weight_decay=5e-4, warmup_steps=steps // 20, steps=steps, batch_size=100
+    )
+    return Network(
+        "conv1d / MNIST-1D",
+        RunSpec(data=DataSpec("mnist1d"), model=ModelSpec("conv1d"), train=train),
+        DistillSpec(
+            data=DataSpec("mnist1d"),
+            method="dm",
+            ipc=10,
+            iterations=iterations,
+            batch_real=batch_real,
+            seed=0,
+        ),
+        TrainSpec(lr=0.05, weight_decay=5e-4, steps=max(50, steps // 4), batch_size=100),
+        levels,
+        tuple(checked),
+        hybrid_from,
+        rewind=max(1, steps // 50),
+    )
+
+
+def _fashion(
+    steps: int, levels: int, checked, hybrid_from: int, iterations: int, batch_real: int = 64
+) -> Network:
+    train = TrainSpec(lr=0.05, weight_decay=1e-4, steps=steps, batch_size=128)
+    return Network(
+        "LeNet-300-100 / Fashion-MNIST",
+        RunSpec(data=DataSpec("fashion-mnist"), model=ModelSpec("lenet300-100"), train=train),
+        DistillSpec(
+            data=DataSpec("fashion-mnist"),
+            method="dm",
+            ipc=10,
+            iterations=iterations,
+            batch_real=batch_real,
+            seed=0,
+        ),
+        TrainSpec(lr=0.05, weight_decay=1e-4, steps=max(50, steps // 4), batch_size=100),
+        levels,
+        tuple(checked),
+        hybrid_from,
+        rewind=max(1, steps // 50),
+    )
+
+
+def _cifar(model: ModelSpec, ipc: int, label: str) -> Network:
+    """The authors' GPU setting: ConvNet-3 / ResNet-18 on CIFAR-10 with IDC (factor 2)."""
+    train = TrainSpec(
+        lr=0.1, momentum=0.9, weight_decay=5e-4, warmup_steps=500, steps=30000, batch_size=128
+    )
+    data = DataSpec("cifar10", augment=("crop", "flip"))
+    return Network(
+        label,
+        RunSpec(data=data, model=model, train=train),
+        DistillSpec(data=DataSpec("cifar10"), method="idc", ipc=ipc, factor=2, seed=0),
+        TrainSpec(lr=0.01, momentum=0.9, weight_decay=5e-4, steps=3000, batch_size=128),
+        levels=10,
+        checked=(0, 4, 9),
+        hybrid_from=4,
+        rewind=500,
+    )
+
+
+CONFIGS = {
+    "cifar10-convnet3-ipc10": lambda: _cifar(
+        ModelSpec("convnet", {"depth": 3, "width": 128, "norm": "instance"}), 10, "ConvNet-3"
+    ),
+    "cifar10-convnet3-ipc50": lambda: _cifar(
+        ModelSpec("convnet", {"depth": 3, "width": 128, "norm": "instance"}), 50, "ConvNet-3"
+    ),
+    "cifar10-resnet18-ipc10": lambda: _cifar(ModelSpec("tv:resnet18"), 10, "ResNet-18"),
+    "cifar10-resnet18-ipc50": lambda: _cifar(ModelSpec("tv:resnet18"), 50, "ResNet-18"),
+}
+
+
+def networks(scale: str) -> list[Network]:
+    """The study's networks at ``scale`` (``ci``, ``demo``, ``full``) or a GPU config."""
+    if scale in CONFIGS:
+        return [CONFIGS[scale]()]
+    if scale == "ci":
+        return [_mnist1d(150, 2, (0, 2), 1, iterations=20, batch_real=64)]
+    if scale == "demo":  # DM settings that beat the random subset (benchmarks/distill_dm.py)
+        return [
+            _mnist1d(600, 4, (0, 2, 4), 2, iterations=200),
+            _fashion(500, 4, (0, 2, 4), 2, iterations=50),
+        ]
+    return [  # the paper's protocol: 10 levels, stability at levels 0, 4 and 9
+        _mnist1d(1000, 10, (0, 4, 9), 4, iterations=500),
+        _fashion(1000, 10, (0, 4, 9), 4, iterations=200),
+    ]
+
+
+@dataclass
+class Arm:
+    """One arm at one level: its mask, trained run and rewind step."""
+
+    name: str
+    level: int
+    masks: dict | None
+    run: object
+    rewind: int
+    examples_seen: int
+    distinct_examples: int
+
+
+def replicate_spec(net: Network, replicate: int) -> RunSpec:
+    """The dense run of one replicate; it keeps step k, so every arm shares it."""
+    return replace(
+        net.spec,
+        seeds=Seeds(init_seed=replicate, noise_seed=0),
+        train=replace(net.spec.train, checkpoint_steps=(net.rewind,)),
+    )
+
+
+def arms_of(net: Network, replicate: int, runs: Path, data, device) -> list[Arm]:
+    """Train every arm's level runs for one replicate."""
+    spec = replicate_spec(net, replicate)
+    kw = {"root": runs, "data": data, "device": device, "progress": False}
+    synthetic = distill(net.distill, runs / "distilled", device=device, progress=False)
+    find_on = RunSpec(
+        data=synthetic.data_spec, model=spec.model, train=net.find_train, seeds=spec.seeds
+    )
+    real = len(data[0])
+    k = net.rewind
+    out = []
+    for name, rewind in (("imp-k0", 0), (f"imp-k{k}", k)):
+        for lv in imp(spec, net.levels, rewind_step=rewind, **kw):
+            if lv.level == 0 and rewind == 0:
+                out.append(Arm("dense", 0, None, lv.run, 0, 0, real))
+            elif lv.level:
+                out.append(Arm(name, lv.level, lv.masks, lv.run, rewind, lv.examples_seen, real))
+    found = imp(spec, net.levels, find_on=find_on, **kw)
+    for lv in found[1:]:
+        seen = lv.examples_seen
+        out.append(Arm("distilled", lv.level, lv.masks, lv.run, 0, seen, synthetic.size))
+    h = net.hybrid_from
+    for lv in imp(spec, net.levels - h, start_masks=found[h].masks, **kw)[1:]:
+        seen = found[h].examples_seen + lv.examples_seen
+        out.append(Arm("hybrid", h + lv.level, lv.masks, lv.run, 0, seen, real))
+    for arm in [a for a in out if a.name == "imp-k0" and a.level in net.checked]:
+        masks = shuffle_masks(arm.masks, torch.Generator().manual_seed(replicate))
+        run = train_masked(spec, masks, 0, **kw)
+        out.append(Arm("random", arm.level, masks, run, 0, 0, 0))
+    return out
+
+
+def run_network(
+    net: Network, replicates: int, runs: Path, device: torch.device
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """Every arm of one network: level rows, barrier rows and interpolation-curve rows."""
+    train_split = get_dataset(net.spec.data.name, net.spec.data.root, split="train")
+    test_split = get_dataset(net.spec.data.name, net.spec.data.root, split="test")
+    data = (train_split, test_split)
+    test_d = test_split.to(device)
+    bn_d = train_split.subset(BN_EXAMPLES).to(device)
+    level_rows, barrier_rows, curve_rows = [], [], []
+    for replicate in range(replicates):
+        start = time.perf_counter()
+        spec = replicate_spec(net, replicate)
+        for arm in arms_of(net, replicate, runs, data, device):
+            kept = 1.0 if arm.masks is None else density(arm.masks)
+            final = arm.run.metrics()[-1]
+            keys = {
+                "network": net.label,
+                "arm": arm.name,
+                "level": arm.level,
+                "replicate": replicate,
+            }
+            row = {
+                **keys,
+                "density": round(kept, 6),
+                "test_error": final["test_error"],
+                "test_accuracy": 1.0 - final["test_error"],
+                "rewind_step": arm.rewind,
+                "examples_seen": arm.examples_seen,
+                "distinct_examples": arm.distinct_examples,
+            }
+            level_rows.append(row)
+            if arm.level not in net.checked:
+                continue
+            a, b = (
+                train_masked(
+                    spec,
+                    arm.masks,
+                    arm.rewind,
+                    runs,
+                    noise_seed=s,
+                    data=data,
+                    device=device,
+                    progress=False,
+                )
+                for s in NOISE_SEEDS
+            )
+            model_a, model_b = a.load_model(device=device), b.load_model(device=device)
+            bn = has_batchnorm(model_a)
+            res = interpolate(
+                model_a, model_b, test_d, points=net.points, train_data=bn_d if bn else None
+            )
+            barrier_rows.append(
+                {
+                    **row,
+                    "error_barrier": res.error_barrier,
+                    "loss_barrier": res.loss_barrier,
+                    "error_a": res.error[0],
+                    "error_b": res.error[-1],
+                }
+            )
+            curve_rows += res.rows(**keys, density=row["density"])
+        log.info("%s replicate %d: %.0f s", net.label, replicate, time.perf_counter() - start)
+    return level_rows, barrier_rows, curve_rows
+
+
+def summarize(barrier_rows: list[dict], level_rows: list[dict]) -> list[str]:
+    """Per network and checked level: mean error barrier and accuracy per arm, and whether
+    the distilled-data subnetwork is the most stable sparse arm (the paper's claim)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(barrier_rows)
+    lines = []
+    for (label, level), group in frame.groupby(["network", "level"], sort=False):
+        stats = group.groupby("arm", sort=False).agg(
+            barrier=("error_barrier", "mean"),
+            sd=("error_barrier", "std"),
+            accuracy=("test_accuracy", "mean"),
+            density=("density", "mean"),
+        )
+        cells = [
+            f"{arm} {100 * r.barrier:.2f}±{100 * (0 if r.sd != r.sd else r.sd):.2f}% "
+            f"(acc {100 * r.accuracy:.1f}%)"
+            for arm, r in stats.iterrows()
+        ]
+        density = stats["density"].min()
+        lines.append(f"{label} level {level} (density {density:.3f}): " + "; ".join(cells))
+        sparse = stats.drop(index=[a for a in ("dense",) if a in stats.index])
+        if "distilled" in sparse.index and len(sparse) > 1:
+            best = sparse["barrier"].idxmin()
+            lines.append(
+                f"  most stable sparse arm: {best}"
+                + (" (as the paper claims)" if best == "distilled" else " (not distilled)")
+            )
+    levels = pd.DataFrame(level_rows)
+    search = levels[levels["arm"].isin(["imp-k0", "distilled"])]
+    if len(search):
+        top = search.groupby("arm")["examples_seen"].max()
+        if "imp-k0" in top and "distilled" in top and top["distilled"]:
+            lines.append(
+                f"examples seen by the mask search to the last level: real {top['imp-k0']:,}, "
+                f"distilled {top['distilled']:,} ({top['imp-k0'] / top['distilled']:.0f}x fewer)"
+            )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=["ci", "demo", "full"], default="demo")
+    parser.add_argument(
+        "--config", choices=sorted(CONFIGS), default=None, help="a GPU-scale setting"
+    )
+    parser.add_argument("--replicates", type=int, default=3, help="init seeds per network")
+    parser.add_argument("--runs", default="runs", help="runs root (reused across calls)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder for CSVs and figures (default: figures/sparse_lmc for --scale full, "
+        "results/sparse_lmc-<scale> otherwise)",
+    )
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--plot-only", action="store_true", help="re-render from the CSVs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
+    log.setLevel(logging.INFO)
+    scale = args.config or args.scale
+    out = Path(
+        args.out or ("figures/sparse_lmc" if scale == "full" else f"results/sparse_lmc-{scale}")
+    )
+    try:
+        return _run(args, scale, out)
+    except LandscapeError as err:
+        print(f"sparse_lmc: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, scale: str, out: Path) -> int:
+    device = resolve_device(args.device)
+    start = time.perf_counter()
+    if args.plot_only:
+        level_rows = read_rows(out / "levels.csv")
+        barrier_rows = read_rows(out / "barriers.csv")
+        curve_rows = read_rows(out / "interpolation.csv")
+    else:
+        level_rows, barrier_rows, curve_rows = [], [], []
+        for net in networks(scale):
+            a, b, c = run_network(net, args.replicates, Path(args.runs), device)
+            level_rows += a
+            barrier_rows += b
+            curve_rows += c
+        write_rows(out / "levels.csv", level_rows)
+        write_rows(out / "barriers.csv", barrier_rows)
+        write_rows(out / "interpolation.csv", curve_rows)
+    order = (
+        ["dense", "imp-k0"]
+        + sorted(
+            {r["arm"] for r in level_rows} - {"dense", "imp-k0", "distilled", "hybrid", "random"}
+        )
+        + ["distilled", "hybrid", "random"]
+    )
+    figures = save_figure(
+        metric_vs_density(barrier_rows, "error_barrier", hue_order=order),
+        out / "barrier_vs_density",
+    )
+    figures += save_figure(
+        metric_vs_density(level_rows, "test_accuracy", hue_order=order),
+        out / "accuracy_vs_density",
+    )
+    deepest = max(int(r["level"]) for r in curve_rows)
+    shown = [r for r in curve_rows if r["level"] in (0, deepest)]
+    figures += save_figure(
+        interpolation_curves(shown, hue="arm", hue_order=order), out / "interpolation"
+    )
+    searched = [r for r in level_rows if r["arm"] not in ("dense", "random")]
+    figures += save_figure(
+        scatter_by(searched, "examples_seen", "test_accuracy", hue_order=order),
+        out / "examples_vs_accuracy",
+    )
+    print("\n".join(summarize(barrier_rows, level_rows)))
+    print(f"tables:  {out / 'levels.csv'}, {out / 'barriers.csv'}")
+    print(f"figures: {', '.join(str(f) for f in figures)}")
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

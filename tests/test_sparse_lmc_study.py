@@ -1,0 +1,102 @@
+"""The sparse-subnetwork stability study end to end at its CI size (marked slow)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from landscape.io import read_rows
+
+STUDY = Path(__file__).resolve().parents[1] / "analyses" / "sparse_lmc.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("sparse_lmc_study", STUDY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_summary_names_the_most_stable_sparse_arm():
+    study = _load()
+    rows = [
+        {
+            "network": "n",
+            "level": 2,
+            "arm": arm,
+            "replicate": r,
+            "error_barrier": b,
+            "test_accuracy": 0.8,
+            "density": 0.64,
+        }
+        for arm, b in (("dense", 0.01), ("imp-k0", 0.08), ("distilled", 0.02), ("random", 0.2))
+        for r in (0, 1)
+    ]
+    levels = [
+        {"arm": "imp-k0", "examples_seen": 30000},
+        {"arm": "distilled", "examples_seen": 2000},
+    ]
+    lines = study.summarize(rows, levels)
+    assert lines[0].startswith("n level 2 (density 0.640): dense 1.00±0.00%")
+    assert "distilled 2.00±0.00% (acc 80.0%)" in lines[0]
+    assert lines[1].strip() == "most stable sparse arm: distilled (as the paper claims)"
+    assert lines[2].endswith("real 30,000, distilled 2,000 (15x fewer)")
+
+
+def test_configs_build_their_specs():
+    study = _load()
+    for name in study.CONFIGS:
+        (net,) = study.networks(name)
+        assert net.levels == 10 and net.checked == (0, 4, 9) and net.distill.method == "idc"
+        assert net.spec.data.name == "cifar10"
+
+
+@pytest.mark.slow
+def test_sparse_lmc_study_ci_scale(tmp_path, capsys):
+    study = _load()
+    out = tmp_path / "out"
+    argv = ["--scale", "ci", "--replicates", "1", "--runs", str(tmp_path / "runs")]
+    assert study.main([*argv, "--out", str(out)]) == 0
+    (net,) = study.networks("ci")
+    levels = read_rows(out / "levels.csv")
+    arms = {(r["arm"], r["level"]) for r in levels}
+    k = net.rewind
+    expected = {("dense", 0)}
+    expected |= {(a, lv) for a in ("imp-k0", f"imp-k{k}", "distilled") for lv in (1, 2)}
+    expected |= {("hybrid", 2), ("random", 2)}
+    assert arms == expected
+    for r in levels:  # density 0.8^L to rounding, for every pruned arm
+        assert r["density"] == pytest.approx(0.8 ** r["level"], abs=2e-3)
+        assert r["test_error"] < 0.8  # learned something (chance is 0.9)
+    distilled = [r for r in levels if r["arm"] == "distilled"]
+    real = [r for r in levels if r["arm"] == "imp-k0"]
+    # the search cost is counted, not assumed: steps x batch of the runs before the level
+    steps = net.spec.train.steps * net.spec.train.batch_size
+    assert sorted(r["examples_seen"] for r in real) == [steps, 2 * steps]
+    find = net.find_train.steps * net.find_train.batch_size
+    assert sorted(r["examples_seen"] for r in distilled) == [find, 2 * find]
+    barriers = read_rows(out / "barriers.csv")
+    assert {(r["arm"], r["level"]) for r in barriers} == {
+        (a, lv) for a, lv in expected if lv in net.checked
+    }
+    curves = read_rows(out / "interpolation.csv")
+    assert len(curves) == net.points * len(barriers)
+    for r in barriers:
+        curve = sorted(
+            (c["alpha"], c["error"])
+            for c in curves
+            if (c["arm"], c["level"]) == (r["arm"], r["level"])
+        )
+        errors = [e for _, e in curve]
+        assert r["error_barrier"] == pytest.approx(max(errors) - (errors[0] + errors[-1]) / 2)
+    for name in ("barrier_vs_density", "accuracy_vs_density", "interpolation"):
+        assert (out / f"{name}.pdf").is_file() and (out / f"{name}.png").is_file()
+    assert (out / "examples_vs_accuracy.png").is_file()
+    printed = capsys.readouterr().out
+    assert "conv1d / MNIST-1D level 2" in printed
+    # a second call trains nothing and only re-plots
+    assert study.main([*argv, "--out", str(out), "--plot-only"]) == 0
