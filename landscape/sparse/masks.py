@@ -94,9 +94,7 @@ def layer_density(masks: Masks) -> dict[str, float]:
     return {name: float(m.float().mean()) if m.numel() else 1.0 for name, m in masks.items()}
 
 
-def full_masks(
-    model: nn.Module, *, spare_first: bool = False, spare_output: bool = False
-) -> Masks:
+def full_masks(model: nn.Module, *, spare_first: bool = False, spare_output: bool = False) -> Masks:
     """All-``True`` masks for the prunable weights (density 1): the start of pruning."""
     params = prunable_parameters(model, spare_first=spare_first, spare_output=spare_output)
     return {name: torch.ones_like(p, dtype=torch.bool) for name, p in params.items()}
