@@ -53,6 +53,7 @@ format: setup
 figures: setup
 	$(PY) analyses/stability.py --scale full
 	$(PY) analyses/sparse_lmc.py --scale full
+	$(PY) analyses/distillation.py --scale demo
 
 bench: setup
 	$(PY) benchmarks/interpolation.py --quick

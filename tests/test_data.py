@@ -519,3 +519,21 @@ def test_labels_beyond_the_classes_are_refused(tmp_path):
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([0, 10, 2], np.uint8)))
     with pytest.raises(LandscapeError, match=r"labels span 0\.\.10 but the dataset has 10"):
         get_dataset("mnist", root=tmp_path)
+
+
+def test_multi_formation_decodes_each_tile_into_a_full_size_example():
+    """IDC's decoding: a stored image of 2 x 2 constant tiles gives four constant images,
+    tile by tile in row-major order, each with the stored image's label."""
+    from landscape.data.distilled import decode
+
+    tiles = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    image = tiles.repeat_interleave(3, 0).repeat_interleave(3, 1)  # 6 x 6 of four blocks
+    x, y = decode(torch.stack([image, -image])[:, None], torch.tensor([7, 2]), 2)
+    assert x.shape == (8, 1, 6, 6) and y.tolist() == [7] * 4 + [2] * 4
+    assert [float(t.mean()) for t in x] == [1, 2, 3, 4, -1, -2, -3, -4]
+    assert all(torch.allclose(t, t.mean().expand_as(t)) for t in x)
+    signal = torch.tensor([[[5.0, 5.0, 9.0, 9.0]]])  # 1-D: halves
+    x, y = decode(signal, torch.tensor([1]), 2)
+    assert x.tolist() == [[[5.0] * 4], [[9.0] * 4]] and y.tolist() == [1, 1]
+    with pytest.raises(LandscapeError, match="divisible"):
+        decode(torch.zeros(1, 1, 5, 6), torch.tensor([0]), 2)

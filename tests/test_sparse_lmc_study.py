@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from landscape.io import read_rows
-
-STUDY = Path(__file__).resolve().parents[1] / "analyses" / "sparse_lmc.py"
+from tests._studies import load_study
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("sparse_lmc_study", STUDY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
+    return load_study("sparse_lmc")
 
 
 def test_summary_names_the_most_stable_sparse_arm():
@@ -36,22 +27,41 @@ def test_summary_names_the_most_stable_sparse_arm():
         for arm, b in (("dense", 0.01), ("imp-k0", 0.08), ("distilled", 0.02), ("random", 0.2))
         for r in (0, 1)
     ]
+    common = {"network": "n", "level": 2}
     levels = [
-        {"arm": "imp-k0", "examples_seen": 30000},
-        {"arm": "distilled", "examples_seen": 2000},
+        {**common, "arm": "imp-k0", "examples_seen": 30000, "distinct_examples": 4000},
+        {
+            **common,
+            "arm": "distilled",
+            "examples_seen": 2000,
+            "distinct_examples": 100,
+            "distill_examples": 64000,
+        },
+        {
+            **common,
+            "level": 1,
+            "arm": "distilled",
+            "examples_seen": 1000,
+            "distinct_examples": 100,
+            "distill_examples": 64000,
+        },
     ]
     lines = study.summarize(rows, levels)
     assert lines[0].startswith("n level 2 (density 0.640): dense 1.00±0.00%")
     assert "distilled 2.00±0.00% (acc 80.0%)" in lines[0]
     assert lines[1].strip() == "most stable sparse arm: distilled (as the paper claims)"
-    assert lines[2].endswith("real 30,000, distilled 2,000 (15x fewer)")
+    assert lines[2] == (
+        "n: the mask search to level 2 processed 30,000 real examples (4,000 distinct) with "
+        "IMP and 2,000 (100 distinct) on the distilled set: 15x fewer processed, 40x fewer "
+        "distinct; making the set read 64,000 real examples"
+    )
 
 
 def test_configs_build_their_specs():
     study = _load()
     for name in study.CONFIGS:
         (net,) = study.networks(name)
-        assert net.levels == 10 and net.checked == (0, 4, 9) and net.distill.method == "idc"
+        assert net.levels == 9 and net.checked == (0, 4, 9) and net.distill.method == "idc"
         assert net.spec.data.name == "cifar10"
 
 
@@ -98,5 +108,6 @@ def test_sparse_lmc_study_ci_scale(tmp_path, capsys):
     assert (out / "examples_vs_accuracy.png").is_file()
     printed = capsys.readouterr().out
     assert "conv1d / MNIST-1D level 2" in printed
+    assert "conv1d / MNIST-1D: the mask search to level 2 processed 30,000 real" in printed
     # a second call trains nothing and only re-plots
     assert study.main([*argv, "--out", str(out), "--plot-only"]) == 0

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from landscape.io import read_rows
-
-STUDY = Path(__file__).resolve().parents[1] / "analyses" / "stability.py"
+from tests._studies import load_study
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("stability_study", STUDY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
+    return load_study("stability")
 
 
 def test_summary_names_the_first_stable_step():

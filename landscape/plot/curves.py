@@ -148,8 +148,10 @@ def interpolation_curves(
     panel: str = "network",
     percent: bool = True,
     hue_order: Sequence[Any] | None = None,
+    legend_outside: bool = False,
 ) -> plt.Figure:
-    """Error (or loss) along the line between two children, one curve per ``hue`` value."""
+    """Error (or loss) along the line between two children, one curve per ``hue`` value
+    (one legend right of the panels with ``legend_outside``)."""
     frame = as_frame(rows, ["alpha", metric, hue, panel])
     panels = list(dict.fromkeys(frame[panel]))
     fig, axes = new_figure(len(panels), width=min(FULL_WIDTH, COLUMN_WIDTH * len(panels)))
@@ -160,6 +162,8 @@ def interpolation_curves(
         ax.set_title(str(name))
         ax.set_xlabel("interpolation alpha")
     axes[0].set_ylabel(f"test {metric}" + (" (%)" if scale == 100.0 else ""))
+    if legend_outside:
+        _legend_outside(axes, hue)
     fig.tight_layout()
     return fig
 
@@ -200,7 +204,7 @@ def metric_vs_density(
             ax.axhline(2.0, color="0.5", lw=0.8, ls="--")
     label = metric.replace("_", " ") + (" (%)" if scale == 100.0 else "")
     axes[0].set_ylabel(label)
-    axes[-1].legend(fontsize="x-small", frameon=False)
+    _legend_outside(axes, hue)
     fig.tight_layout()
     return fig
 
@@ -234,9 +238,24 @@ def scatter_by(
         ax.set_title(str(name))
         ax.set_xlabel(x.replace("_", " "))
     axes[0].set_ylabel(y.replace("_", " "))
-    axes[-1].legend(fontsize="x-small", frameon=False)
+    _legend_outside(axes, hue)
     fig.tight_layout()
     return fig
+
+
+def _legend_outside(axes: Sequence[plt.Axes], title: str) -> None:
+    """One legend, right of the last panel, instead of one over each panel's data."""
+    for ax in axes:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    axes[-1].legend(
+        title=title.replace("_", " "),
+        fontsize="x-small",
+        title_fontsize="x-small",
+        frameon=False,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+    )
 
 
 def _smallest_positive(values: Any) -> float:

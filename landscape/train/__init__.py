@@ -12,6 +12,15 @@ from landscape.train.distill import (
     summarize_distilled,
     trajectory_matching_loss,
 )
+from landscape.train.imp import (
+    Level,
+    imp,
+    one_shot,
+    random_at_density,
+    random_control,
+    reinit_control,
+    train_masked,
+)
 from landscape.train.loop import Run, TrainingDiverged, build_model, load_splits, run_key, train
 from landscape.train.spawn import child_spec, spawn
 
@@ -20,6 +29,7 @@ __all__ = [
     "DistillSpec",
     "DistilledSet",
     "FixedMask",
+    "Level",
     "LoopState",
     "Run",
     "TrainingDiverged",
@@ -29,11 +39,17 @@ __all__ = [
     "distribution_matching_loss",
     "evaluate_distilled",
     "gradient_distance",
+    "imp",
     "load_splits",
     "matching_loss",
+    "one_shot",
+    "random_at_density",
+    "random_control",
+    "reinit_control",
     "run_key",
     "spawn",
     "summarize_distilled",
     "train",
+    "train_masked",
     "trajectory_matching_loss",
 ]

@@ -145,7 +145,7 @@ def imp(
     Args:
         spec: the dense run on the real data; every level's subnetwork trains like it.
         levels: prunings after level 0; level L keeps ``(1 - rate)^L`` of the weights.
-        rate: share of the remaining weights removed per level, in [0, 1).
+        rate: share of the remaining weights removed per level, in (0, 1).
         rewind_step: the step of ``spec``'s dense run the survivors rewind to.
         find_on: a spec whose runs *find* the masks (e.g. on ``distilled:<key>`` data, with
             its own steps and batch size); it must build the same network from the same
