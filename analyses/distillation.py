@@ -166,13 +166,11 @@ def verdicts(summary: list[dict]) -> list[str]:
     lines = []
     for dataset in dict.fromkeys(r["dataset"] for r in summary):
         mine = [r for r in summary if r["dataset"] == dataset]
-        random = [r for r in mine if r["method"] == "random"]
-        if not random:
-            continue
-        base = random[0]["test_accuracy_mean"]
+        random = {r["factor"]: r for r in mine if r["method"] == "random"}
         for r in mine:
-            if r["method"] == "random":
+            if r["method"] == "random" or r["factor"] not in random:
                 continue
+            base = random[r["factor"]]["test_accuracy_mean"]  # the subset of the same size
             gap = 100 * (r["test_accuracy_mean"] - base)
             anchor = f"; published {r['published']}%" if r["published"] != "" else ""
             lines.append(
@@ -208,9 +206,11 @@ def accuracy_by_method(summary: list[dict]):
             ax.scatter(
                 *zip(*published), marker="x", color="C3", zorder=3, label="published (ConvNet-3)"
             )
+        floor = min(means + [100 * b["test_accuracy_mean"] for b in base])
+        ax.set_ylim(bottom=max(0.0, floor - 10.0))  # the gaps to the baseline, not to zero
         ax.set_title(f"{dataset}, IPC {mine[0]['ipc'] if mine else ''}")
         ax.set_ylabel("real test accuracy (%)")
-    axes[-1].legend(fontsize="x-small", frameon=False)
+    axes[-1].legend(fontsize="x-small", frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     return fig
 
