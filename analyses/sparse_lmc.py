@@ -193,6 +193,18 @@ class Arm:
     distill_examples: int = 0
 
 
+def _distill_choice(spec: DistillSpec, args: argparse.Namespace) -> DistillSpec:
+    """The network's distillation, or the method and iterations asked for on the command
+    line (a knob of the scale's method carries over only to the same method)."""
+    method = args.distill_method or spec.method
+    iterations = args.distill_iterations
+    if method == spec.method:
+        return spec if iterations is None else spec.replace(iterations=iterations)
+    return DistillSpec(
+        data=spec.data, method=method, ipc=spec.ipc, iterations=iterations, seed=spec.seed
+    )
+
+
 def replicate_spec(net: Network, replicate: int) -> RunSpec:
     """The dense run of one replicate; it keeps step k, so every arm shares it."""
     return replace(
@@ -374,6 +386,19 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for CSVs and figures (default: figures/sparse_lmc for --scale full, "
         "results/sparse_lmc-<scale> otherwise)",
     )
+    parser.add_argument(
+        "--distill-method",
+        choices=["dm", "dc", "dsa", "idc", "mtt"],
+        default=None,
+        help="how the distilled set is made (default: dm on the CPU scales, the cheap one; "
+        "idc, as the authors, in the GPU configurations)",
+    )
+    parser.add_argument(
+        "--distill-iterations",
+        type=int,
+        default=None,
+        help="default: the scale's, else the paper's",
+    )
     parser.add_argument("--device", default=None)
     parser.add_argument("--plot-only", action="store_true", help="re-render from the CSVs")
     args = parser.parse_args(argv)
@@ -400,6 +425,7 @@ def _run(args: argparse.Namespace, scale: str, out: Path) -> int:
     else:
         level_rows, barrier_rows, curve_rows = [], [], []
         for net in networks(scale):
+            net = replace(net, distill=_distill_choice(net.distill, args))
             a, b, c = run_network(net, args.replicates, Path(args.runs), device)
             level_rows += a
             barrier_rows += b

@@ -111,3 +111,20 @@ def test_sparse_lmc_study_ci_scale(tmp_path, capsys):
     assert "conv1d / MNIST-1D: the mask search to level 2 processed 30,000 real" in printed
     # a second call trains nothing and only re-plots
     assert study.main([*argv, "--out", str(out), "--plot-only"]) == 0
+
+
+def test_the_distillation_can_be_chosen_on_the_command_line():
+    import argparse
+
+    study = _load()
+    (net,) = study.networks("ci")
+    same = argparse.Namespace(distill_method=None, distill_iterations=None)
+    assert study._distill_choice(net.distill, same) == net.distill
+    fewer = argparse.Namespace(distill_method="dm", distill_iterations=7)
+    assert study._distill_choice(net.distill, fewer) == net.distill.replace(iterations=7)
+    idc = study._distill_choice(
+        net.distill, argparse.Namespace(distill_method="idc", distill_iterations=None)
+    )
+    # another method takes its own published defaults: DM's knobs do not carry over
+    assert idc == study.DistillSpec(data=net.distill.data, method="idc", ipc=10)
+    assert idc.iterations != net.distill.iterations
