@@ -84,52 +84,57 @@ class Network:
     points: int = 11
 
 
-def _mnist1d(
-    steps: int, levels: int, checked, hybrid_from: int, iterations: int, batch_real: int = 128
+def _embedded(
+    label: str,
+    data: str,
+    model: str,
+    train: TrainSpec,
+    *,
+    levels: int,
+    checked,
+    hybrid_from: int,
+    iterations: int,
+    batch_real: int,
 ) -> Network:
+    """A CPU-sized network: DM (IPC 10) finds the distilled masks; each search run trains a
+    quarter of the real run's steps on the distilled set."""
+    return Network(
+        label,
+        RunSpec(data=DataSpec(data), model=ModelSpec(model), train=train),
+        DistillSpec(
+            data=DataSpec(data),
+            method="dm",
+            ipc=10,
+            iterations=iterations,
+            batch_real=batch_real,
+            seed=0,
+        ),
+        TrainSpec(
+            lr=0.05,
+            weight_decay=train.weight_decay,
+            steps=max(50, train.steps // 4),
+            batch_size=100,
+        ),
+        levels,
+        tuple(checked),
+        hybrid_from,
+        rewind=max(1, train.steps // 50),
+    )
+
+
+def _mnist1d(steps: int, batch_real: int = 128, **study) -> Network:
     train = TrainSpec(
         lr=0.1, weight_decay=5e-4, warmup_steps=steps // 20, steps=steps, batch_size=100
     )
-    return Network(
-        "conv1d / MNIST-1D",
-        RunSpec(data=DataSpec("mnist1d"), model=ModelSpec("conv1d"), train=train),
-        DistillSpec(
-            data=DataSpec("mnist1d"),
-            method="dm",
-            ipc=10,
-            iterations=iterations,
-            batch_real=batch_real,
-            seed=0,
-        ),
-        TrainSpec(lr=0.05, weight_decay=5e-4, steps=max(50, steps // 4), batch_size=100),
-        levels,
-        tuple(checked),
-        hybrid_from,
-        rewind=max(1, steps // 50),
+    return _embedded(
+        "conv1d / MNIST-1D", "mnist1d", "conv1d", train, batch_real=batch_real, **study
     )
 
 
-def _fashion(
-    steps: int, levels: int, checked, hybrid_from: int, iterations: int, batch_real: int = 64
-) -> Network:
+def _fashion(steps: int, batch_real: int = 64, **study) -> Network:
     train = TrainSpec(lr=0.05, weight_decay=1e-4, steps=steps, batch_size=128)
-    return Network(
-        "LeNet-300-100 / Fashion-MNIST",
-        RunSpec(data=DataSpec("fashion-mnist"), model=ModelSpec("lenet300-100"), train=train),
-        DistillSpec(
-            data=DataSpec("fashion-mnist"),
-            method="dm",
-            ipc=10,
-            iterations=iterations,
-            batch_real=batch_real,
-            seed=0,
-        ),
-        TrainSpec(lr=0.05, weight_decay=1e-4, steps=max(50, steps // 4), batch_size=100),
-        levels,
-        tuple(checked),
-        hybrid_from,
-        rewind=max(1, steps // 50),
-    )
+    label, model = "LeNet-300-100 / Fashion-MNIST", "lenet300-100"
+    return _embedded(label, "fashion-mnist", model, train, batch_real=batch_real, **study)
 
 
 def _cifar(model: ModelSpec, ipc: int, label: str) -> Network:
@@ -167,15 +172,17 @@ def networks(scale: str) -> list[Network]:
     if scale in CONFIGS:
         return [CONFIGS[scale]()]
     if scale == "ci":
-        return [_mnist1d(150, 2, (0, 2), 1, iterations=20, batch_real=64)]
+        return [
+            _mnist1d(150, levels=2, checked=(0, 2), hybrid_from=1, iterations=20, batch_real=64)
+        ]
     if scale == "demo":  # DM settings that beat the random subset (benchmarks/distill_dm.py)
         return [
-            _mnist1d(600, 4, (0, 2, 4), 2, iterations=200),
-            _fashion(500, 4, (0, 2, 4), 2, iterations=50),
+            _mnist1d(600, levels=4, checked=(0, 2, 4), hybrid_from=2, iterations=200),
+            _fashion(500, levels=4, checked=(0, 2, 4), hybrid_from=2, iterations=50),
         ]
     return [  # the paper's protocol: 10 levels, stability at levels 0, 4 and 9
-        _mnist1d(1000, 9, (0, 4, 9), 4, iterations=500),
-        _fashion(1000, 9, (0, 4, 9), 4, iterations=200),
+        _mnist1d(1000, levels=9, checked=(0, 4, 9), hybrid_from=4, iterations=500),
+        _fashion(1000, levels=9, checked=(0, 4, 9), hybrid_from=4, iterations=200),
     ]
 
 

@@ -81,7 +81,7 @@ class ModelSpec:
             )
         # values become tuples all the way down, so the spec is hashable and survives JSON;
         # whole-number floats become ints, so width=1 (CLI) and width=1.0 name one run
-        pairs = [(k, _tuplify(_whole_floats(v))) for k, v in pairs]
+        pairs = [(k, tuplify(_whole_floats(v))) for k, v in pairs]
         object.__setattr__(self, "kwargs", tuple(sorted(pairs)))
 
 
@@ -251,7 +251,7 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, as JSON-ready nested dicts."""
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
@@ -276,23 +276,29 @@ class RunSpec:
             if value is None:
                 continue
             sub = {
-                g.name: _jsonable(getattr(value, g.name))
+                g.name: jsonable(getattr(value, g.name))
                 for g in dataclasses.fields(value)
                 if g.metadata.get("hash", True)
-                and _jsonable(getattr(value, g.name)) != _jsonable(_default(g))
+                and jsonable(getattr(value, g.name)) != jsonable(field_default(g))
             }
             if sub or f.name == "parent":
-                out[f.name] = sub if f.name != "parent" else _jsonable(dataclasses.asdict(value))
+                out[f.name] = sub if f.name != "parent" else jsonable(dataclasses.asdict(value))
         return out
 
     def run_hash(self) -> str:
         """A 12-hex-digit name that is stable across sessions, machines and Python versions."""
-        text = json.dumps(self.hash_fields(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return digest(self.hash_fields())
 
     def replace(self, **changes: Any) -> RunSpec:
         """A copy with top-level fields replaced (``data=``, ``train=``, ``seeds=``, ...)."""
         return dataclasses.replace(self, **changes)
+
+
+def digest(fields: Any) -> str:
+    """12 hex digits of the SHA-256 of ``fields`` as canonical JSON: the name of anything
+    described by JSON-ready data (a run, a synthetic set)."""
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _text(name: str, value: Any) -> None:
@@ -300,7 +306,8 @@ def _text(name: str, value: Any) -> None:
         raise LandscapeError(f"{name} must be a non-empty string, got {value!r}")
 
 
-def _default(f: dataclasses.Field) -> Any:
+def field_default(f: dataclasses.Field) -> Any:
+    """The default value of a dataclass field (``MISSING`` if it has none)."""
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -308,11 +315,12 @@ def _default(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Dicts and sequences as JSON-ready dicts and lists, recursively."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
@@ -324,11 +332,12 @@ def _whole_floats(value: Any) -> Any:
     return value
 
 
-def _tuplify(value: Any) -> Any:
+def tuplify(value: Any) -> Any:
+    """Lists (from JSON) as tuples, recursively, so the value is hashable."""
     if isinstance(value, (list, tuple)):
-        return tuple(_tuplify(v) for v in value)
+        return tuple(tuplify(v) for v in value)
     return value
 
 
 def _build(cls: type, d: dict[str, Any]) -> Any:
-    return cls(**{k: _tuplify(v) for k, v in d.items()})
+    return cls(**{k: tuplify(v) for k, v in d.items()})

@@ -183,30 +183,19 @@ def test_a_second_call_trains_nothing_and_writes_nothing(search, monkeypatch):
 
 
 _KILLED_IMP = """
-import os, signal, sys
+import json, sys
 sys.path.insert(0, sys.argv[4])
-import json
 import torch
 import tests.conftest  # registers test-blobs
+from tests._crash import sigkill_after
 from landscape.specs import RunSpec
 from landscape.train.imp import imp
 
 root, kill_at, spec = sys.argv[1], int(sys.argv[2]), RunSpec.from_dict(json.loads(sys.argv[3]))
 torch.set_num_threads(1)
-taken = 0
-plain_step = torch.optim.SGD.step
-
-def step(self, *args, **kwargs):  # counts optimiser steps; dies by SIGKILL at kill_at
-    global taken
-    out = plain_step(self, *args, **kwargs)
-    taken += 1
-    if taken == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return out
-
-torch.optim.SGD.step = step
+taken = sigkill_after(kill_at)
 imp(spec, levels=3, rewind_step=5, root=root, device="cpu", progress=False, resume_every=4)
-print(taken)
+print(taken())
 """
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -256,11 +258,14 @@ def test_dropout_masks_are_drawn_from_the_noise_seed(tmp_path):
     assert _equal(final(0.3, 1, "a"), final(0.3, 1, "b"))  # and the same seed, the same masks
 
 
+REPO = Path(__file__).resolve().parents[1]
 _CRASHING_RUN = """
-import os, signal, sys
+import os, sys
+sys.path.insert(0, sys.argv[3])
 import numpy as np
 import torch
 from landscape.data import DatasetInfo, Split
+from tests._crash import sigkill_after
 from landscape.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
 from landscape.train import train
 
@@ -279,21 +284,10 @@ spec = RunSpec(
     model=ModelSpec("mlp", {"widths": [16]}),
     train=TrainSpec(lr=0.05, steps=30, batch_size=32, checkpoint_steps=(10,)),
 )
-taken = 0
-plain_step = torch.optim.SGD.step
-
-def step(self, *args, **kwargs):  # counts optimiser steps; dies by SIGKILL at kill_at
-    global taken
-    out = plain_step(self, *args, **kwargs)
-    taken += 1
-    if taken == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return out
-
-torch.optim.SGD.step = step
+taken = sigkill_after(kill_at)
 print(os.path.join(root, spec.run_hash()), flush=True)
 train(spec, root, data=tuple(splits), device="cpu", resume_every=4, progress=False)
-print(taken)
+print(taken())
 """
 
 
@@ -302,7 +296,7 @@ def _launch(root, kill_at: int):
     import sys
 
     return subprocess.Popen(
-        [sys.executable, "-c", _CRASHING_RUN, str(root), str(kill_at)],
+        [sys.executable, "-c", _CRASHING_RUN, str(root), str(kill_at), str(REPO)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -31,19 +31,17 @@ import torch
 import torch.nn.functional as F
 
 from landscape.checks import integer
+from landscape.data.paths import runs_root
 from landscape.data.registry import DatasetInfo, get_dataset, register_dataset_family
 from landscape.errors import LandscapeError
 from landscape.io import atomic_write, read_json, write_json
 
 PREFIX = "distilled"
-RUNS_ENV = "LANDSCAPE_RUNS"
 
 
 def distilled_root(root: str | os.PathLike | None = None) -> Path:
     """The folder holding synthetic sets: ``root``, else ``<$LANDSCAPE_RUNS or runs>/distilled``."""
-    if root is not None:
-        return Path(root).expanduser()
-    return Path(os.environ.get(RUNS_ENV) or "runs") / "distilled"
+    return Path(root).expanduser() if root is not None else runs_root() / "distilled"
 
 
 def decode(images: torch.Tensor, labels: torch.Tensor, factor: int) -> tuple[torch.Tensor, ...]:

@@ -7,6 +7,13 @@ from pathlib import Path
 
 DATA_ENV = "LANDSCAPE_DATA"
 CACHE_ENV = "LANDSCAPE_CACHE"
+RUNS_ENV = "LANDSCAPE_RUNS"
+
+
+def runs_root(root: str | os.PathLike | None = None) -> Path:
+    """Where runs (and the synthetic sets made for them) live: ``root``, else
+    ``$LANDSCAPE_RUNS``, else ``./runs``."""
+    return Path(root or os.environ.get(RUNS_ENV) or "runs")
 
 
 def data_root() -> Path | None:

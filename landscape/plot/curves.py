@@ -120,8 +120,7 @@ def barrier_vs_rewind(
         percent: draw error barriers in percent.
     """
     frame = as_frame(rows, ["rewind_step", barrier, panel])
-    panels = list(dict.fromkeys(frame[panel]))
-    fig, axes = new_figure(len(panels), width=min(FULL_WIDTH, COLUMN_WIDTH * len(panels)))
+    panels, fig, axes = _panel_figure(frame, panel)
     scale = 100.0 if percent and "error" in barrier else 1.0
     for ax, name in zip(axes, panels):
         sub = frame[frame[panel] == name]
@@ -153,8 +152,7 @@ def interpolation_curves(
     """Error (or loss) along the line between two children, one curve per ``hue`` value
     (one legend right of the panels with ``legend_outside``)."""
     frame = as_frame(rows, ["alpha", metric, hue, panel])
-    panels = list(dict.fromkeys(frame[panel]))
-    fig, axes = new_figure(len(panels), width=min(FULL_WIDTH, COLUMN_WIDTH * len(panels)))
+    panels, fig, axes = _panel_figure(frame, panel)
     scale = 100.0 if percent and metric == "error" else 1.0
     for ax, name in zip(axes, panels):
         sub = frame[frame[panel] == name]
@@ -180,8 +178,7 @@ def metric_vs_density(
     """A pruning study's figure: ``metric`` against density (log scale, sparser to the
     right), one curve per ``hue`` (the arm), one panel per ``panel``; mean +- std."""
     frame = as_frame(rows, ["density", metric, hue, panel])
-    panels = list(dict.fromkeys(frame[panel]))
-    fig, axes = new_figure(len(panels), width=min(FULL_WIDTH, COLUMN_WIDTH * len(panels)))
+    panels, fig, axes = _panel_figure(frame, panel)
     scale = 100.0 if percent and ("error" in metric or "accuracy" in metric) else 1.0
     for ax, name in zip(axes, panels):
         band_plot(
@@ -222,8 +219,7 @@ def scatter_by(
     """One point per row of ``y`` against ``x``, coloured by ``hue``, a panel per ``panel``
     (e.g. accuracy against the training examples a mask search saw)."""
     frame = as_frame(rows, [x, y, hue, panel])
-    panels = list(dict.fromkeys(frame[panel]))
-    fig, axes = new_figure(len(panels), width=min(FULL_WIDTH, COLUMN_WIDTH * len(panels)))
+    panels, fig, axes = _panel_figure(frame, panel)
     hues = list(hue_order) if hue_order is not None else sorted(set(frame[hue]), key=str)
     hues += sorted(set(frame[hue]) - set(hues), key=str)
     colors = dict(zip(hues, sns.color_palette(n_colors=max(1, len(hues)))))
@@ -241,6 +237,13 @@ def scatter_by(
     _legend_outside(axes, hue)
     fig.tight_layout()
     return fig
+
+
+def _panel_figure(frame: pd.DataFrame, panel: str):
+    """One panel per value of ``panel`` (in order of appearance), a column wide each."""
+    panels = list(dict.fromkeys(frame[panel]))
+    fig, axes = new_figure(len(panels), width=min(FULL_WIDTH, COLUMN_WIDTH * len(panels)))
+    return panels, fig, axes
 
 
 def _legend_outside(axes: Sequence[plt.Axes], title: str) -> None:

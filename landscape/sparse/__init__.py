@@ -19,6 +19,7 @@ from landscape.sparse.masks import (
 )
 from landscape.sparse.pruning import (
     SCOPES,
+    check_scope,
     magnitude_prune,
     random_masks,
     random_prune,
@@ -31,6 +32,7 @@ __all__ = [
     "Masks",
     "apply_masks",
     "check_density",
+    "check_scope",
     "check_masks",
     "density",
     "full_masks",

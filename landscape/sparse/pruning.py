@@ -44,7 +44,7 @@ def magnitude_prune(
     masks = _remaining(model, masks, spare_first, spare_output)
     params = dict(model.named_parameters())
     scores = {n: params[n].detach().abs().float() for n in masks}
-    return _prune(scores, masks, _fraction(fraction), _scope(scope))
+    return _prune(scores, masks, _fraction(fraction), check_scope(scope))
 
 
 @torch.no_grad()
@@ -63,7 +63,7 @@ def random_prune(
     masks = _remaining(model, masks, spare_first, spare_output)
     _generator(generator, "random_prune")
     scores = {n: torch.rand(m.shape, generator=generator).to(m.device) for n, m in masks.items()}
-    return _prune(scores, masks, _fraction(fraction), _scope(scope))
+    return _prune(scores, masks, _fraction(fraction), check_scope(scope))
 
 
 def random_masks(
@@ -160,7 +160,8 @@ def _fraction(value: float) -> float:
     return value
 
 
-def _scope(scope: str) -> str:
+def check_scope(scope: str) -> str:
+    """``scope`` if it is ``"global"`` or ``"layer"``, else one clear error."""
     if not isinstance(scope, str) or scope not in SCOPES:
         raise LandscapeError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
     return scope

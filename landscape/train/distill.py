@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import math
 import os
@@ -51,7 +50,17 @@ from landscape.devices import resolve_device
 from landscape.errors import LandscapeError
 from landscape.io import load_checkpoint, read_json
 from landscape.models import create_model
-from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
+from landscape.specs import (
+    DataSpec,
+    ModelSpec,
+    RunSpec,
+    Seeds,
+    TrainSpec,
+    digest,
+    field_default,
+    jsonable,
+    tuplify,
+)
 from landscape.train.loop import Run, runs_root, train
 
 log = logging.getLogger(__name__)
@@ -224,23 +233,23 @@ class DistillSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, as JSON-ready data."""
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DistillSpec:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`LandscapeError`."""
         try:
             d = dict(d)
-            data = DataSpec(**{k: _tuples(v) for k, v in d.pop("data", {}).items()})
+            data = DataSpec(**{k: tuplify(v) for k, v in d.pop("data", {}).items()})
             model = d.pop("model", None)
-            model = None if model is None else ModelSpec(model["name"], _tuples(model["kwargs"]))
+            model = None if model is None else ModelSpec(model["name"], tuplify(model["kwargs"]))
             return cls(data=data, model=model, **d)
         except (TypeError, KeyError, AttributeError) as err:
             raise LandscapeError(f"not a DistillSpec: {err}") from None
 
     def hash_fields(self) -> dict[str, Any]:
         """Fields that differ from their defaults (the method's, for knobs); no data root."""
-        defaults = {f.name: _default(f) for f in dataclasses.fields(self)}
+        defaults = {f.name: field_default(f) for f in dataclasses.fields(self)}
         defaults |= _defaults(self.method, self.ipc) | {
             "factor": None if self.method == "idc" else 1
         }
@@ -248,17 +257,16 @@ class DistillSpec:
         for name, value in self.to_dict().items():
             if name == "data":
                 value.pop("root", None)
-                value = {k: v for k, v in value.items() if v != _jsonable(getattr(DataSpec(), k))}
+                value = {k: v for k, v in value.items() if v != jsonable(getattr(DataSpec(), k))}
                 if value:
                     out[name] = value
-            elif value != _jsonable(defaults[name]):
+            elif value != jsonable(defaults[name]):
                 out[name] = value
         return out
 
     def key(self) -> str:
         """A 12-hex-digit name: adding a field with a default later renames no set."""
-        text = json.dumps(self.hash_fields(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return digest(self.hash_fields())
 
     def replace(self, **changes: Any) -> DistillSpec:
         """A copy with fields replaced."""
@@ -273,24 +281,6 @@ def _knob(name: str, value: Any) -> Any:
     if name in _RATES:
         return number(f"DistillSpec.{name}", value, minimum=0.0, strict_minimum=True)
     return integer(f"DistillSpec.{name}", value, 1)
-
-
-def _default(f: dataclasses.Field) -> Any:
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return f.default
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 @dataclass(frozen=True)
@@ -326,7 +316,7 @@ class DistilledSet:
     def model_spec(self) -> ModelSpec:
         """The matching network the set was made with."""
         m = self.record["model"]
-        return ModelSpec(m["name"], _tuples(m["kwargs"]))
+        return ModelSpec(m["name"], tuplify(m["kwargs"]))
 
 
 def distill(
@@ -383,7 +373,7 @@ def _record(spec: DistillSpec, problem: _Problem, extra: dict, seconds: float) -
         "method": spec.method,
         "ipc": spec.ipc,
         "factor": problem.factor,
-        "model": _jsonable(dataclasses.asdict(problem.model_spec)),
+        "model": jsonable(dataclasses.asdict(problem.model_spec)),
         "source": {"name": spec.data.name, "root": spec.data.root},
         "num_classes": problem.num_classes,
         "size": problem.num_classes * spec.ipc * problem.tiles,

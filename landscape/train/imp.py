@@ -24,9 +24,9 @@ import torch
 
 from landscape.checks import integer, number
 from landscape.errors import LandscapeError
-from landscape.io import write_json
 from landscape.sparse import (
     Masks,
+    check_scope,
     density,
     magnitude_prune,
     random_masks,
@@ -35,8 +35,9 @@ from landscape.sparse import (
 )
 from landscape.sparse.masks import check_masks
 from landscape.specs import RunSpec
+from landscape.train import distributed
 from landscape.train.controller import FixedMask
-from landscape.train.loop import Run, build_model, train
+from landscape.train.loop import Run, build_model, load_splits, train
 from landscape.train.spawn import child_spec
 
 
@@ -118,7 +119,11 @@ def train_masked(
     child = child_spec(parent, rewind_step, noise_seed)
     controllers = [] if masks is None else [FixedMask(masks)]
     run = train(child, root, controllers=controllers, **train_kwargs)
-    if masks is not None and not (run.dir / "masks.pt").is_file() and _lead():
+    if (
+        masks is not None
+        and not (run.dir / "masks.pt").is_file()
+        and distributed.current_group().lead
+    ):
         save_masks(run.dir / "masks.pt", masks)
     return run
 
@@ -168,7 +173,7 @@ def imp(
     if not 0.0 < rate < 1.0:
         raise LandscapeError(f"rate must lie in (0, 1) (0.2 prunes 20% per level), got {rate}")
     search = _search_spec(spec, find_on)
-    _check_scope(scope)
+    check_scope(scope)
     _check_rewind(spec, rewind_step)
     k_search = rewind_step if find_on is None else integer("find_rewind_step", find_rewind_step, 0)
     _check_rewind(search, k_search)
@@ -208,7 +213,7 @@ def one_shot(
     """The one-shot control: prune the trained dense network to ``target_density`` in a
     single step, rewind and train (Frankle & Carbin 2019's one-shot pruning)."""
     search = _search_spec(spec, find_on)
-    _check_scope(scope)
+    check_scope(scope)
     _check_rewind(spec, rewind_step)
     target_density = number("target_density", target_density, minimum=0.0, maximum=1.0)
     if not 0.0 < target_density < 1.0:
@@ -293,11 +298,6 @@ def summary_rows(levels: list[Level]) -> list[dict]:
     return rows
 
 
-def write_summary(path: str | os.PathLike, levels: list[Level]) -> None:
-    """``summary_rows`` as JSON."""
-    write_json(path, summary_rows(levels))
-
-
 def _search_spec(spec: RunSpec, find_on: RunSpec | None) -> RunSpec:
     if not isinstance(spec, RunSpec):
         raise LandscapeError(f"imp needs a RunSpec, got {type(spec).__name__}")
@@ -320,13 +320,6 @@ def _search_spec(spec: RunSpec, find_on: RunSpec | None) -> RunSpec:
     return find_on
 
 
-def _check_scope(scope: str) -> None:
-    from landscape.sparse import SCOPES
-
-    if not isinstance(scope, str) or scope not in SCOPES:
-        raise LandscapeError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
-
-
 def _check_rewind(spec: RunSpec, step: int) -> None:
     """Refuse, before any training, a rewind step the level runs could not train from."""
     step = integer("rewind_step", step, 0)
@@ -344,16 +337,5 @@ def _examples(spec: RunSpec) -> int:
 
 def _blank_model(spec: RunSpec, data) -> torch.nn.Module:
     """The spec's network at its initialisation, shaped by preloaded data or the dataset."""
-    if data is not None:
-        info = data[0].info
-    else:
-        from landscape.train.loop import load_splits
-
-        info = load_splits(spec)[0].info
+    info = (data if data is not None else load_splits(spec))[0].info
     return build_model(spec, info.num_classes, info.in_shape)
-
-
-def _lead() -> bool:
-    from landscape.train import distributed
-
-    return distributed.current_group().lead

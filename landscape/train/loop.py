@@ -16,7 +16,6 @@ every random draw is a pure function of the seeds and the step: the initial weig
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 from landscape.analysis.evaluate import check_logits, eval_mode, evaluate, forward_errors
 from landscape.checks import integer, optional_integer
 from landscape.data import BatchIterator, Split, get_dataset, origin_of
+from landscape.data.paths import runs_root
 from landscape.devices import resolve_device
 from landscape.errors import LandscapeError
 from landscape.io import (
@@ -48,7 +48,7 @@ from landscape.io import (
     write_rows,
 )
 from landscape.models import create_model
-from landscape.specs import RunSpec
+from landscape.specs import RunSpec, digest
 from landscape.train import distributed
 from landscape.train.controller import Controller, LoopState
 
@@ -59,22 +59,12 @@ class TrainingDiverged(LandscapeError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def runs_root(root: str | os.PathLike | None = None) -> Path:
-    """Where runs live: ``root``, else ``$LANDSCAPE_RUNS``, else ``./runs``."""
-    return Path(root or os.environ.get("LANDSCAPE_RUNS") or "runs")
-
-
 def run_key(spec: RunSpec, controllers: Sequence[Controller] = ()) -> str:
     """The directory name of a run: its spec hash, extended by any controllers' descriptions."""
     if not controllers:
         return spec.run_hash()
 
-    text = json.dumps(
-        {"spec": spec.hash_fields(), "controllers": [c.describe() for c in controllers]},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return digest({"spec": spec.hash_fields(), "controllers": [c.describe() for c in controllers]})
 
 
 @dataclass(frozen=True)
