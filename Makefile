@@ -54,10 +54,12 @@ figures: setup
 	$(PY) analyses/stability.py --scale full
 	$(PY) analyses/sparse_lmc.py --scale full
 	$(PY) analyses/distillation.py --scale demo
+	$(PY) analyses/freetickets.py --scale full
 
 bench: setup
 	$(PY) benchmarks/interpolation.py --quick
 	$(PY) benchmarks/sparse_step.py --quick
+	$(PY) benchmarks/dst_step.py --quick
 	$(PY) benchmarks/distill_dm.py --quick
 
 clean:

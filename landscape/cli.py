@@ -129,6 +129,46 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-seed", type=_whole(0), default=0)
 
 
+def _add_dst_args(p: argparse.ArgumentParser) -> None:
+    """The knobs shared by the dynamic sparse training methods."""
+    p.add_argument("--density", type=float, default=0.2, help="fraction of weights kept")
+    p.add_argument("--distribution", default="erk", choices=["uniform", "er", "erk"])
+    p.add_argument("--update-every", type=_whole(1), default=1000, help="Delta T, in steps")
+    p.add_argument("--drop-fraction", type=float, default=0.5, help="alpha at the first update")
+    p.add_argument("--decay", default=None, choices=["cosine", "constant"], help="of alpha")
+    p.add_argument(
+        "--end-step", type=_whole(1), default=None, help="T_end (default 0.75 of the run)"
+    )
+    p.add_argument("--init-density", type=float, default=None, help="GraNet's starting density")
+    p.add_argument("--prune-end", type=_whole(1), default=None, help="GraNet: density reached")
+    p.add_argument("--gradient-weight", type=float, default=None, help="MEST's lambda")
+
+
+def _dst_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = {
+        "density": args.density,
+        "distribution": args.distribution,
+        "update_every": args.update_every,
+        "drop_fraction": args.drop_fraction,
+    }
+    named = {
+        "decay": args.decay,
+        "end_step": args.end_step,
+        "init_density": args.init_density,
+        "prune_end": args.prune_end,
+        "gradient_weight": args.gradient_weight,
+    }
+    owners = {"init_density": "granet", "prune_end": "granet", "gradient_weight": "mest"}
+    for key, value in named.items():
+        if value is None:
+            continue
+        if key in owners and args.method != owners[key]:
+            flag = "--" + key.replace("_", "-")
+            raise LandscapeError(f"{flag} applies to --method {owners[key]} only")
+        options[key] = value
+    return options
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="landscape",
@@ -183,6 +223,41 @@ def _parser() -> argparse.ArgumentParser:
         "IMP from a distilled-data mask)",
     )
     pr.add_argument("--json", default=None, help="also write one row per level here")
+
+    ds = sub.add_parser("dst", help="dynamic sparse training: SET, RigL, MEST or GraNet")
+    _add_run_args(ds)
+    ds.add_argument("--runs", default=None, help="runs root (default $LANDSCAPE_RUNS or ./runs)")
+    ds.add_argument("--method", default="rigl", choices=["set", "rigl", "mest", "granet"])
+    _add_dst_args(ds)
+    ds.add_argument("--json", default=None, help="also write the run's summary here")
+
+    en = sub.add_parser(
+        "ensemble", help="FreeTickets: dense, DST (SET/RigL/...) or EDST ensembles and metrics"
+    )
+    _add_run_args(en)
+    en.add_argument("--runs", default=None, help="runs root (default $LANDSCAPE_RUNS or ./runs)")
+    en.add_argument(
+        "--method",
+        default="edst",
+        choices=["dense", "set", "rigl", "mest", "granet", "edst"],
+        help="dense: M dense runs; set/rigl/mest/granet: M DST runs; edst: one EDST run",
+    )
+    en.add_argument("--members", type=_whole(1), default=3, help="M, the ensemble size")
+    _add_dst_args(en)
+    en.add_argument(
+        "--explore-steps",
+        type=_whole(1),
+        default=None,
+        help="EDST exploration (default 0.6 x --steps)",
+    )
+    en.add_argument(
+        "--phase-steps",
+        type=_whole(2),
+        default=None,
+        help="EDST refinement phase (default 0.4 x --steps)",
+    )
+    en.add_argument("--large-drop", type=float, default=0.8, help="EDST's q between phases")
+    en.add_argument("--json", default=None, help="also write the metric rows here")
 
     d = sub.add_parser("distill", help="learn a small synthetic training set (distilled:<key>)")
     _add_model_data(d, "the matching network (default: ConvNet-3 for images, conv1d for 1-D)")
@@ -333,6 +408,92 @@ def _prune(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, rows)
     return 0
+
+
+def _dst(args: argparse.Namespace) -> int:
+    from landscape.analysis import evaluate
+    from landscape.io import read_rows, write_json
+    from landscape.train import make_dst, train, training_flops
+
+    spec = _run_spec(args)
+    run = train(
+        spec,
+        args.runs,
+        controllers=[make_dst(args.method, **_dst_options(args))],
+        device=args.device,
+    )
+    last = read_rows(run.dir / "dst.csv")[-1]
+    result = evaluate(run, _test_split(spec))
+    summary = {
+        "method": args.method,
+        "density": last["density"],
+        "itop_rate": last["itop_rate"],
+        "test_error": result.error,
+        "test_loss": result.loss,
+        "training_flops": training_flops(run),
+        "relative_flops": training_flops(run) / training_flops(run, dense=True),
+        "run": str(run.dir),
+    }
+    print(
+        f"{args.method}: density {summary['density']:.4f}  in-time over-parameterisation "
+        f"{summary['itop_rate']:.4f}  test error {result.error:.4f}  training FLOPs "
+        f"{summary['relative_flops']:.3f} x dense  {run.dir}"
+    )
+    if args.json:
+        write_json(args.json, summary)
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from landscape.analysis import diversity_rows, ensemble_metrics, predict_probs
+    from landscape.io import write_json
+    from landscape.train import dense_ensemble, dst_ensemble, edst_ensemble
+
+    spec = _run_spec(args)
+    kw = {"device": args.device}
+    if args.method == "dense":
+        ensemble = dense_ensemble(spec, args.members, args.runs, **kw)
+    elif args.method == "edst":
+        explore = args.explore_steps or max(1, round(0.6 * spec.train.steps))
+        phase = args.phase_steps or max(2, round(0.4 * spec.train.steps))
+        options = _dst_options(args)
+        options.update(large_drop=args.large_drop)
+        ensemble = edst_ensemble(
+            spec,
+            args.members,
+            args.runs,
+            explore_steps=explore,
+            phase_steps=phase,
+            options=options,
+            **kw,
+        )
+    else:
+        ensemble = dst_ensemble(
+            spec, args.method, args.members, args.runs, options=_dst_options(args), **kw
+        )
+    probs, labels = predict_probs(ensemble.models(), _test_split(spec))
+    metrics = ensemble_metrics(probs, labels)
+    rows = metrics.rows()
+    flops = ensemble.relative_flops(spec.train.steps)
+    for row in rows:
+        print(
+            f"{str(row['member']):>8}  accuracy {row['accuracy']:.4f}  NLL {row['nll']:.4f}  "
+            f"ECE {row['ece']:.4f}"
+        )
+    pairs = diversity_rows(probs) if len(ensemble.members) > 1 else []
+    if pairs:
+        mean = sum(p["disagreement"] for p in pairs) / len(pairs)
+        print(f"mean disagreement {mean:.4f}")
+    print(f"training FLOPs {flops:.3f} x one dense run of {spec.train.steps} steps")
+    if args.json:
+        write_json(args.json, {"metrics": rows, "pairs": pairs, "relative_flops": flops})
+    return 0
+
+
+def _test_split(spec):
+    from landscape.data import get_dataset
+
+    return get_dataset(spec.data.name, spec.data.root, split="test")
 
 
 def _distill(args: argparse.Namespace) -> int:
@@ -525,6 +686,8 @@ COMMANDS = {
     "train": _train,
     "distill": _distill,
     "prune": _prune,
+    "dst": _dst,
+    "ensemble": _ensemble,
     "spawn": _spawn,
     "interpolate": _interpolate,
     "plot": _plot,

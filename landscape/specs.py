@@ -101,6 +101,9 @@ class TrainSpec:
         schedule: ``"constant"``, ``"cosine"`` (to zero), ``"linear"`` (to zero) or ``"step"``.
         milestones: steps at which ``"step"`` multiplies the rate by ``gamma``.
         gamma: decay factor of the ``"step"`` schedule.
+        lr_factors: with ``"step"``, the rate after each milestone as a multiple of ``lr``
+            (one per milestone) instead of powers of ``gamma``; rates may go up again, as in
+            the refinement phases of EDST (FreeTickets).
         warmup_steps: steps of linear warm-up from ``lr / warmup_steps``.
         steps: total optimiser steps.
         batch_size: examples per step.
@@ -116,6 +119,7 @@ class TrainSpec:
     schedule: str = "cosine"
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
+    lr_factors: tuple[float, ...] = ()
     warmup_steps: int = 0
     steps: int = 1000
     batch_size: int = 128
@@ -157,6 +161,7 @@ class TrainSpec:
                 "TrainSpec.nesterov needs optimizer='sgd' with momentum > 0 "
                 f"(got optimizer={self.optimizer!r}, momentum={self.momentum})"
             )
+        self._check_lr_factors()
         if self.milestones and self.schedule != "step":
             raise LandscapeError(
                 f"TrainSpec.milestones only apply to schedule='step', not {self.schedule!r}"
@@ -176,6 +181,26 @@ class TrainSpec:
                 f"checkpoint_steps {bad} lie outside the run; use steps between 0 and {self.steps}"
             )
 
+    def _check_lr_factors(self) -> None:
+        factors = self.lr_factors
+        if isinstance(factors, (str, bytes)) or not isinstance(factors, (tuple, list)):
+            raise LandscapeError(f"TrainSpec.lr_factors must be a list of numbers, got {factors!r}")
+        factors = tuple(number("TrainSpec.lr_factors", f, minimum=0.0) for f in factors)
+        object.__setattr__(self, "lr_factors", factors)
+        if not factors:
+            return
+        if self.schedule != "step" or len(factors) != len(self.milestones):
+            raise LandscapeError(
+                f"TrainSpec.lr_factors needs schedule='step' and one factor per milestone "
+                f"(got {len(factors)} factors for {len(self.milestones)} milestones, schedule "
+                f"{self.schedule!r})"
+            )
+        if list(self.milestones) != sorted(set(self.milestones)):
+            raise LandscapeError(
+                f"TrainSpec.milestones must increase when lr_factors are given, got "
+                f"{list(self.milestones)}"
+            )
+
     def lr_at(self, step: int) -> float:
         """Learning rate for the optimiser step taken at ``step`` (0-based)."""
         if step < self.warmup_steps:
@@ -186,7 +211,10 @@ class TrainSpec:
         if self.schedule == "linear":
             return self.lr * (1.0 - t)
         if self.schedule == "step":
-            return self.lr * self.gamma ** sum(step >= m for m in self.milestones)
+            passed = sum(step >= m for m in self.milestones)
+            if self.lr_factors:
+                return self.lr * (self.lr_factors[passed - 1] if passed else 1.0)
+            return self.lr * self.gamma**passed
         return self.lr
 
     def saved_steps(self) -> tuple[int, ...]:

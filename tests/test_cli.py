@@ -226,3 +226,57 @@ def test_prune_refuses_bad_settings_in_one_line(tmp_path, capsys):
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert line.startswith("landscape prune: error:") and message in line
     assert not any(tmp_path.iterdir())
+
+
+def test_dst_and_ensemble_commands(tmp_path, capsys):
+    common = ["--model", "mlp", "--data", "test-blobs", "--runs", str(tmp_path / "runs")]
+    short = ["--steps", "30", "--batch-size", "32", "--lr", "0.05", "--update-every", "5"]
+    summary = tmp_path / "dst.json"
+    assert (
+        main(
+            ["dst", *common, *short, "--method", "rigl", "--density", "0.3", "--json", str(summary)]
+        )
+        == 0
+    )
+    (line,) = _out(capsys)
+    assert line.startswith("rigl: density 0.")
+    row = json.loads(summary.read_text())
+    assert row["density"] == pytest.approx(0.3, abs=0.01)
+    assert 0.3 < row["relative_flops"] < 0.5  # sparse steps plus RigL's dense gradients
+    assert Path(row["run"], "dst.csv").is_file()
+    table = tmp_path / "ensemble.json"
+    args = [
+        "ensemble",
+        *common,
+        *short,
+        "--method",
+        "edst",
+        "--members",
+        "2",
+        "--explore-steps",
+        "10",
+        "--phase-steps",
+        "10",
+        "--json",
+        str(table),
+    ]
+    assert main(args) == 0
+    lines = _out(capsys)
+    assert [line.split()[0] for line in lines[:3]] == ["0", "1", "ensemble"]
+    assert lines[-1].startswith("training FLOPs 0.")
+    result = json.loads(table.read_text())
+    assert len(result["metrics"]) == 3 and len(result["pairs"]) == 1
+
+
+def test_dst_refuses_options_of_another_method(tmp_path, capsys):
+    common = ["dst", "--model", "mlp", "--data", "test-blobs", "--runs", str(tmp_path)]
+    for extra, message in (
+        (["--method", "set", "--init-density", "0.5"], "--init-density applies to --method granet"),
+        (["--method", "rigl", "--drop-fraction", "1.2"], "drop_fraction"),
+        (["--method", "granet", "--density", "0.5", "--init-density", "0.2"], "init_density"),
+        (["--method", "snip"], "invalid choice"),
+    ):
+        assert main([*common, *extra]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("landscape dst: error:") and message in line
+    assert not any(tmp_path.iterdir())

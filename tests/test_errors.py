@@ -39,7 +39,20 @@ from landscape.models import create_model
 from landscape.plot import barrier_vs_rewind, save_figure
 from landscape.sparse import apply_masks, random_masks
 from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
-from landscape.train import Controller, FixedMask, spawn, train
+from landscape.train import (
+    EDST,
+    SET,
+    Controller,
+    FixedMask,
+    GraNet,
+    RigL,
+    dense_ensemble,
+    dst_ensemble,
+    edst_spec,
+    make_dst,
+    spawn,
+    train,
+)
 
 USER_MODEL = '''
 from torch import nn
@@ -324,6 +337,21 @@ API_CASES = [
     ("mask-shape", lambda w: apply_masks(_mlp(), {"1.weight": torch.ones(3, 3).bool()}), "another architecture"),
     ("mask-name", lambda w: apply_masks(_mlp(), {"9.weight": torch.ones(3).bool()}), "lacks"),
     ("fixed-mask-type", lambda w: FixedMask([1, 2]), "dict of parameter name"),
+    # dynamic sparse training and ensembles
+    ("dst-method", lambda w: make_dst("snip"), "unknown DST method 'snip'"),
+    ("dst-option", lambda w: make_dst("rigl", densty=0.2), "bad options for rigl"),
+    ("dst-drop", lambda w: RigL(0.2, drop_fraction=1.5), "drop_fraction"),
+    ("dst-density", lambda w: SET(0), "density"),
+    ("dst-interval", lambda w: SET(0.2, update_every=0), "update_every"),
+    ("dst-distribution", lambda w: SET(0.2, distribution="erdos"), "unknown distribution"),
+    ("dst-decay", lambda w: SET(0.2, decay="linear"), "unknown decay"),
+    ("dst-end-step", lambda w: train(_spec(steps=3), w.runs, controllers=[SET(0.5, end_step=9)]), "beyond the run"),
+    ("granet-init", lambda w: GraNet(0.5, init_density=0.3), "init_density"),
+    ("edst-length", lambda w: train(_spec(steps=3), w.runs, controllers=[EDST(0.5, explore_steps=2, phase_steps=2)]), "must last 8 steps"),
+    ("edst-large-drop", lambda w: EDST(0.5, explore_steps=2, phase_steps=2, large_drop=1), "large_drop"),
+    ("edst-refine", lambda w: edst_spec(_spec(), 2, explore_steps=2, phase_steps=2, refine_factors=[0.1]), "refine_factors"),
+    ("ensemble-members", lambda w: dense_ensemble(_spec(steps=3), 0, w.runs), "members"),
+    ("ensemble-dst-method", lambda w: dst_ensemble(_spec(steps=3), "snip", 2, w.runs), "unknown DST method"),
     # devices and plots
     ("device-index", lambda w: resolve_device("cuda:99"), "cuda"),
     ("device-name", lambda w: resolve_device("gpu"), "unknown device"),

@@ -22,7 +22,7 @@ def test_readme_opens_with_the_two_commands():
 @pytest.mark.slow
 def test_readme_tour_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the tour trains under ./runs
-    tour, sparse = _python_blocks()
+    tour, sparse, dynamic = _python_blocks()
     namespace: dict = {}
     exec(compile(tour, str(README), "exec"), namespace)
     error_barrier, loss_barrier, error_barrier_linear = map(float, capsys.readouterr().out.split())
@@ -43,3 +43,11 @@ def test_readme_tour_runs(tmp_path, monkeypatch, capsys):
     ]
     assert rows[0][3] == namespace["run"].dir.name
     assert len(list((tmp_path / "runs").iterdir())) == 5
+    # dynamic sparse training and an EDST ensemble go on from the tour's data and spec
+    exec(compile(dynamic, str(README), "exec"), namespace)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert 0.1 < float(lines[0]) < 0.6  # sparse steps plus RigL's dense-gradient steps
+    accuracy, disagreement = map(float, lines[1].split())
+    assert 0.8 < accuracy <= 1.0 and 0.0 < disagreement < 0.5
+    assert 0.1 < float(lines[2]) < 1.0  # one sparse run of 1.8x the steps: cheaper than dense
+    assert len(list((tmp_path / "runs").iterdir())) == 7

@@ -8,17 +8,27 @@ from landscape.plot.curves import (
     metric_vs_density,
     scatter_by,
 )
+from landscape.plot.ensembles import (
+    accuracy_vs_flops,
+    disagreement_heatmap,
+    prediction_embedding_plot,
+    reliability_diagram,
+)
 from landscape.plot.style import COLUMN_WIDTH, FULL_WIDTH, apply_style, new_figure, save_figure
 
 __all__ = [
     "COLUMN_WIDTH",
     "FULL_WIDTH",
+    "accuracy_vs_flops",
     "apply_style",
     "as_frame",
     "band_plot",
     "barrier_vs_rewind",
+    "disagreement_heatmap",
     "interpolation_curves",
     "metric_vs_density",
+    "prediction_embedding_plot",
+    "reliability_diagram",
     "scatter_by",
     "new_figure",
     "save_figure",

@@ -1,6 +1,7 @@
 """Masks, sparsity distributions and pruning."""
 
 from landscape.sparse.distributions import DISTRIBUTIONS, check_density, layer_densities
+from landscape.sparse.flops import forward_flops, layer_flops, layer_positions
 from landscape.sparse.masks import (
     Masks,
     apply_masks,
@@ -35,12 +36,15 @@ __all__ = [
     "check_scope",
     "check_masks",
     "density",
+    "forward_flops",
     "full_masks",
     "hamming_distance",
     "intersection",
     "jaccard_distance",
     "layer_densities",
     "layer_density",
+    "layer_flops",
+    "layer_positions",
     "load_masks",
     "magnitude_prune",
     "mask_digest",

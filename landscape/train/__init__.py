@@ -12,6 +12,28 @@ from landscape.train.distill import (
     summarize_distilled,
     trajectory_matching_loss,
 )
+from landscape.train.dst import (
+    DST_METHODS,
+    EDST,
+    MEST,
+    SET,
+    DynamicSparse,
+    GraNet,
+    RigL,
+    drop_fraction_at,
+    make_dst,
+)
+from landscape.train.ensemble import (
+    Ensemble,
+    Member,
+    dense_ensemble,
+    dst_ensemble,
+    edst_ensemble,
+    edst_spec,
+    final_masks,
+    member_spec,
+    training_flops,
+)
 from landscape.train.imp import (
     Level,
     imp,
@@ -25,6 +47,24 @@ from landscape.train.loop import Run, TrainingDiverged, build_model, load_splits
 from landscape.train.spawn import child_spec, spawn
 
 __all__ = [
+    "DST_METHODS",
+    "EDST",
+    "MEST",
+    "SET",
+    "DynamicSparse",
+    "Ensemble",
+    "GraNet",
+    "Member",
+    "RigL",
+    "dense_ensemble",
+    "drop_fraction_at",
+    "dst_ensemble",
+    "edst_ensemble",
+    "edst_spec",
+    "final_masks",
+    "make_dst",
+    "member_spec",
+    "training_flops",
     "Controller",
     "DistillSpec",
     "DistilledSet",

@@ -2,6 +2,7 @@
 
 The loop calls every controller at fixed points of each step::
 
+    check(spec)                          before anything touches the disk: refuse a bad run
     on_start(state)                      once, after weights/optimiser are in place (init, parent
                                          checkpoint or resume) and before the first step
     for each step:
@@ -71,6 +72,9 @@ class Controller:
         """What this controller does, as JSON-ready data that enters the run hash."""
         return {"name": self.name}
 
+    def check(self, spec: RunSpec) -> None:
+        """Refuse a run this controller cannot steer, before anything is written to disk."""
+
     def on_start(self, state: LoopState) -> None:
         """Called once before the first step of this call to ``train``."""
 
@@ -123,16 +127,10 @@ class FixedMask(Controller):
 
     def on_start(self, state: LoopState) -> None:
         apply_masks(state.model, self.masks)  # checks the masks fit the model
-        params = dict(state.model.named_parameters())
-        weights = [params[n] for n in self.masks]
-        # the masks in each weight's dtype and device, made once: one fused multiply a step
-        factors = [self.masks[n].to(params[n].device, params[n].dtype) for n in self.masks]
-        self._targets = (weights, factors)
+        self._targets = mask_targets(state.model, self.masks)
         with torch.no_grad():
-            for w, f in zip(weights, factors):
-                buffer = state.optimizer.state.get(w, {}).get("momentum_buffer")
-                if buffer is not None:  # a rewound optimiser state: pruned momentum is gone
-                    buffer.mul_(f)
+            for w, f in zip(*self._targets):  # a rewound optimiser state: pruned momentum is gone
+                mask_optimizer_state(state.optimizer, w, f)
 
     @torch.no_grad()
     def after_step(self, state: LoopState) -> None:
@@ -147,3 +145,21 @@ class FixedMask(Controller):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.masks = {k: v.bool() for k, v in state["masks"].items()}
         self._targets = None
+
+
+def mask_targets(model: nn.Module, masks: Masks) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The masked weights and their masks in each weight's dtype and device, made once, so
+    that masking a step is one fused multiply (``torch._foreach_mul_``)."""
+    params = dict(model.named_parameters())
+    weights = [params[n] for n in masks]
+    return weights, [masks[n].to(params[n].device, params[n].dtype) for n in masks]
+
+
+def mask_optimizer_state(
+    optimizer: torch.optim.Optimizer, weight: torch.Tensor, factor: torch.Tensor
+) -> None:
+    """Multiply every per-weight optimiser buffer of ``weight`` (SGD's momentum, Adam's
+    moments) by ``factor``, so no state survives at a masked position."""
+    for value in optimizer.state.get(weight, {}).values():
+        if torch.is_tensor(value) and value.shape == weight.shape:
+            value.mul_(factor)

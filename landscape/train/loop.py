@@ -177,6 +177,8 @@ def train(
         LandscapeError: the run directory holds a different spec, or the parent is missing.
     """
     controllers = _check_arguments(spec, root, controllers, data)
+    for c in controllers:
+        c.check(spec)
     resume_every = integer("resume_every", resume_every, 0)
     stop_at = optional_integer("stop_at", stop_at, 0)
     root = runs_root(root)
