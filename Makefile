@@ -60,6 +60,7 @@ bench: setup
 	$(PY) benchmarks/interpolation.py --quick
 	$(PY) benchmarks/sparse_step.py --quick
 	$(PY) benchmarks/dst_step.py --quick
+	$(PY) benchmarks/corruptions.py --quick
 	$(PY) benchmarks/distill_dm.py --quick
 
 clean:

@@ -259,6 +259,20 @@ def _parser() -> argparse.ArgumentParser:
     en.add_argument("--large-drop", type=float, default=0.8, help="EDST's q between phases")
     en.add_argument("--json", default=None, help="also write the metric rows here")
 
+    co = sub.add_parser(
+        "corrupt", help="write a corrupted test set in the CIFAR-10-C format (19 corruptions)"
+    )
+    co.add_argument("--data", required=True, help="an image dataset, e.g. fashion-mnist")
+    co.add_argument("--data-root", default=None, help="folder of the dataset's files")
+    co.add_argument("--out", required=True, help="folder for <corruption>.npy and labels.npy")
+    co.add_argument("--corruptions", default="all", help="comma-separated names, or all (the 19)")
+    co.add_argument("--seed", type=_whole(0), default=0, help="the random draws' seed")
+    co.add_argument(
+        "--table", default="auto", choices=["auto", "cifar", "tiny", "imagenet", "mnist"]
+    )
+    co.add_argument("--limit", type=_whole(1), default=None, help="only the first N test images")
+    co.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+
     d = sub.add_parser("distill", help="learn a small synthetic training set (distilled:<key>)")
     _add_model_data(d, "the matching network (default: ConvNet-3 for images, conv1d for 1-D)")
     d.add_argument("--method", default="dm", choices=["random", "dm", "dc", "dsa", "idc", "mtt"])
@@ -496,6 +510,33 @@ def _test_split(spec):
     return get_dataset(spec.data.name, spec.data.root, split="test")
 
 
+def _corrupt(args: argparse.Namespace) -> int:
+    from landscape.corruptions import CORRUPTIONS
+    from landscape.corruptions.writer import corrupt_split
+    from landscape.data import get_dataset
+    from landscape.devices import resolve_device
+
+    names = list(CORRUPTIONS) if args.corruptions == "all" else args.corruptions.split(",")
+    unknown = [n for n in names if n not in CORRUPTIONS]
+    if unknown:
+        raise LandscapeError(
+            f"unknown corruption {', '.join(unknown)}; choose from {', '.join(CORRUPTIONS)} or all"
+        )
+    split = get_dataset(args.data, args.data_root, split="test", normalize=False)
+    written = corrupt_split(
+        split,
+        args.out,
+        names,
+        seed=args.seed,
+        table=args.table,
+        limit=args.limit,
+        device=resolve_device(args.device),
+    )
+    for path in written:
+        print(path)
+    return 0
+
+
 def _distill(args: argparse.Namespace) -> int:
     from landscape.specs import DataSpec, ModelSpec, TrainSpec
     from landscape.train.distill import (
@@ -687,6 +728,7 @@ COMMANDS = {
     "distill": _distill,
     "prune": _prune,
     "dst": _dst,
+    "corrupt": _corrupt,
     "ensemble": _ensemble,
     "spawn": _spawn,
     "interpolate": _interpolate,

@@ -122,7 +122,9 @@ def tiny_split(n: int = 37, shape: tuple[int, ...] = (3, 8, 8), seed: int = 0) -
 
 
 def test_registry_lists_every_dataset():
-    builtin = ["cifar10", "cifar100", "fashion-mnist", "mnist", "mnist1d", "distilled:<key>"]
+    builtin = ["cifar10", "cifar100", "fashion-mnist", "mnist", "mnist1d"]
+    builtin += [f"{c}:<corruption>:<severity>" for c in ("cifar10-c", "cifar100-c")]
+    builtin += ["distilled:<key>", "tiny-imagenet-c:<corruption>:<severity>"]
     # conftest registers fabricated datasets named test-*
     assert [n for n in list_datasets() if not n.startswith("test-")] == builtin
 

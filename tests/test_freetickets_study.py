@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from landscape.io import read_rows
+from landscape.train import EDST, RigL, edst_spec
 from tests._studies import load_study
 
 
@@ -14,27 +15,25 @@ def _load():
 
 def test_summary_compares_the_sparse_ensembles_with_one_dense_network():
     study = _load()
+    common = {"network": "n", "replicate": 0, "nll": 0.3, "ece": 0.02}
     metrics = [
-        {
-            "network": "n",
-            "replicate": 0,
-            "method": m,
-            "member": "ensemble",
-            "accuracy": a,
-            "nll": 0.3,
-            "ece": 0.02,
-            "relative_flops": f,
-        }
+        {**common, "method": m, "member": "ensemble", "accuracy": a, "relative_flops": f}
         for m, a, f in (("dense", 0.90, 1.0), ("rigl-ens", 0.92, 0.9), ("edst-ens", 0.89, 0.5))
+    ]
+    # the single-dense reference is the mean of every dense member: (0.90 + 0.86 + 0.88) / 3
+    metrics += [
+        {**common, "method": "dense-ens", "member": i, "accuracy": a, "relative_flops": 3.0}
+        for i, a in enumerate((0.90, 0.86, 0.88))
     ]
     pairs = [{"network": "n", "method": "rigl-ens", "disagreement": 0.1, "error_barrier": 0.3}]
     lines = study.summarize(metrics, pairs)
     assert lines[0] == "n:"
     assert lines[2].endswith("training FLOPs 0.90x, disagreement 10.0%, ticket error barrier 30.0%")
-    assert lines[4] == (
-        "  rigl-ens beats the dense network (92.00% vs 90.00%) at 0.90x its training FLOPs"
+    assert lines[4] == "  one dense network: 88.00% (mean of every dense member, 3 networks)"
+    assert lines[5] == (
+        "  rigl-ens beats one dense network (92.00% vs 88.00%) at 0.90x its training FLOPs"
     )
-    assert lines[5].startswith("  edst-ens does not beat the dense network (89.00% vs 90.00%)")
+    assert lines[6].startswith("  edst-ens beats one dense network (89.00% vs 88.00%)")
 
 
 def test_configs_follow_the_papers_schedule():
@@ -47,6 +46,13 @@ def test_configs_follow_the_papers_schedule():
         assert (net.explore_steps, net.phase_steps) == (150 * per_epoch, 100 * per_epoch)
         steps = net.spec.train.steps
         assert net.spec.train.milestones == (steps // 2, 3 * steps // 4)
+        # the controllers accept the runs they would steer (checked before any training)
+        edst = EDST(0.2, explore_steps=net.explore_steps, phase_steps=net.phase_steps)
+        edst.check(
+            edst_spec(net.spec, 3, explore_steps=net.explore_steps, phase_steps=net.phase_steps)
+        )
+        assert edst.ticket_steps()[-1] == 450 * per_epoch
+        RigL(0.2, update_every=net.update_every).check(net.spec)
     (net,) = study.networks("ci")
     assert net.explore_steps + net.members * net.phase_steps == round(1.8 * net.spec.train.steps)
 

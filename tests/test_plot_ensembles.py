@@ -42,13 +42,13 @@ def test_reliability_diagram_has_a_bar_per_bin_and_the_ece_in_its_title(tmp_path
     rows += reliability_rows(probs.mean(0), labels, method="ensemble")
     fig = reliability_diagram(rows)
     dense, ensemble = fig.axes
-    assert dense.get_title() == f"dense (ECE {expected_calibration_error(probs[0], labels):.1%})"
+    assert dense.get_title() == f"dense\nECE {expected_calibration_error(probs[0], labels):.1%}"
     assert len(dense.patches) == sum(r["method"] == "dense" for r in rows)
     heights = sorted(p.get_height() for p in dense.patches)
     assert heights == pytest.approx(sorted(r["accuracy"] for r in rows if r["method"] == "dense"))
     diagonal = dense.get_lines()[-1]
     assert list(diagonal.get_xdata()) == [0, 1] and list(diagonal.get_ydata()) == [0, 1]
-    assert ensemble.get_title().startswith("ensemble (ECE ")
+    assert ensemble.get_title().startswith("ensemble\nECE ")
     paths = save_figure(fig, tmp_path / "reliability")
     assert all(p.stat().st_size for p in paths)
 
@@ -62,7 +62,7 @@ def test_reliability_diagram_pools_replicates_by_count():
     (bar,) = ax.patches
     assert bar.get_height() == pytest.approx((1.0 + 1.5) / 4)
     assert bar.get_x() == pytest.approx(0.6) and bar.get_width() == pytest.approx(0.2)
-    assert ax.get_title() == "a (ECE 7.5%)"  # |0.625 - 0.7|
+    assert ax.get_title() == "a\nECE 7.5%"  # |0.625 - 0.7|
 
 
 def test_disagreement_heatmap_annotates_every_cell():
@@ -109,6 +109,19 @@ def test_accuracy_vs_flops_names_each_method_once():
     assert edst.xy == pytest.approx((0.6, 93.0))
     assert ax.get_xscale() == "log" and ax.get_ylabel() == "test accuracy (%)"
     assert sum(len(c.get_offsets()) for c in ax.collections) == 4
+
+
+def test_accuracy_vs_flops_draws_a_panel_per_network():
+    rows = [
+        {"network": net, "method": m, "flops": f, "accuracy": a}
+        for net in ("a", "b")
+        for m, f, a in (("dense", 1.0, 0.9), ("edst", 0.5, 0.92))
+    ]
+    fig = accuracy_vs_flops(rows)
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    for ax in fig.axes:  # each panel names its methods at its own points
+        assert sorted(t.get_text() for t in ax.texts) == ["dense", "edst"]
+        assert sum(len(c.get_offsets()) for c in ax.collections) == 2
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,15 @@ from landscape.analysis.diversity import (
 )
 from landscape.analysis.evaluate import EvalResult, evaluate, iter_batches, predict
 from landscape.analysis.interpolate import Interpolation, barriers, interpolate, interpolate_state
+from landscape.analysis.robustness import (
+    corruption_errors,
+    corruption_rows,
+    mce,
+    mean_corruption_accuracy,
+    mean_corruption_error,
+    relative_mce,
+    summary_rows,
+)
 
 __all__ = [
     "Diversity",
@@ -33,6 +42,8 @@ __all__ = [
     "ProbabilityMetrics",
     "barriers",
     "brier_score",
+    "corruption_errors",
+    "corruption_rows",
     "disagreement",
     "diversity",
     "diversity_rows",
@@ -44,6 +55,9 @@ __all__ = [
     "iter_batches",
     "kl_divergence",
     "mask_distances",
+    "mce",
+    "mean_corruption_accuracy",
+    "mean_corruption_error",
     "negative_log_likelihood",
     "pairwise",
     "pairwise_disagreement",
@@ -52,6 +66,8 @@ __all__ = [
     "predict_probs",
     "prediction_embedding",
     "probability_metrics",
+    "relative_mce",
     "reliability_rows",
+    "summary_rows",
     "ticket_barrier",
 ]

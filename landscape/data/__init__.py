@@ -8,7 +8,19 @@
 from __future__ import annotations
 
 # Importing the loader modules registers their datasets.
-from landscape.data import cifar, distilled, generated, mnist  # noqa: F401
+from landscape.data import cifar, corrupted, distilled, generated, mnist  # noqa: F401
+from landscape.data.corrupted import (
+    BENCHMARK_CORRUPTIONS,
+    CORRUPTIONS,
+    CorruptedLayout,
+    available_corruptions,
+    corrupted_folder,
+    corrupted_layout,
+    list_corrupted,
+    load_corrupted,
+    read_corrupted,
+    save_corrupted,
+)
 from landscape.data.idx import parse_idx, read_idx
 from landscape.data.loader import BatchIterator, epoch_seed, flip_where, random_crop
 from landscape.data.registry import (
@@ -25,6 +37,16 @@ from landscape.data.registry import (
 )
 
 __all__ = [
+    "BENCHMARK_CORRUPTIONS",
+    "CORRUPTIONS",
+    "CorruptedLayout",
+    "available_corruptions",
+    "corrupted_folder",
+    "corrupted_layout",
+    "list_corrupted",
+    "load_corrupted",
+    "read_corrupted",
+    "save_corrupted",
     "BatchIterator",
     "DatasetInfo",
     "Split",

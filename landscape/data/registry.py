@@ -155,6 +155,7 @@ Loader = Callable[[Path | None, str], tuple[np.ndarray, np.ndarray, DatasetInfo]
 FamilyLoader = Callable[[str, Path | None, str], tuple[np.ndarray, np.ndarray, DatasetInfo]]
 _REGISTRY: dict[str, Loader] = {}
 _FAMILIES: dict[str, FamilyLoader] = {}
+_FAMILY_KEYS: dict[str, str] = {}
 
 
 def origin_of(name: str, split: str, normalize: bool = True) -> str:
@@ -179,17 +180,21 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
     return decorator
 
 
-def register_dataset_family(prefix: str) -> Callable[[FamilyLoader], FamilyLoader]:
+def register_dataset_family(
+    prefix: str, key: str = "<key>"
+) -> Callable[[FamilyLoader], FamilyLoader]:
     """Register ``fn(key, root, split) -> (x_raw, y, info)`` for every name ``prefix:<key>``.
 
-    A family is a set of datasets made by this package and named by a content key, such as
-    the synthetic sets of dataset distillation (``distilled:<key>``).
+    A family is a set of datasets named by a key, such as the synthetic sets of dataset
+    distillation (``distilled:<key>``, a content hash) or the corrupted test sets
+    (``cifar10-c:<corruption>:<severity>``). ``key`` is how :func:`list_datasets` shows it.
     """
 
     def decorator(fn: FamilyLoader) -> FamilyLoader:
         if prefix in _FAMILIES or ":" in prefix:
             raise LandscapeError(f"dataset family {prefix!r} is registered twice or has a ':'")
         _FAMILIES[prefix] = fn
+        _FAMILY_KEYS[prefix] = key
         return fn
 
     return decorator
@@ -197,7 +202,7 @@ def register_dataset_family(prefix: str) -> Callable[[FamilyLoader], FamilyLoade
 
 def list_datasets() -> list[str]:
     """Names of every registered dataset, sorted, then each family as ``prefix:<key>``."""
-    return sorted(_REGISTRY) + [f"{p}:<key>" for p in sorted(_FAMILIES)]
+    return sorted(_REGISTRY) + [f"{p}:{_FAMILY_KEYS[p]}" for p in sorted(_FAMILIES)]
 
 
 def is_dataset(name: str) -> bool:

@@ -62,7 +62,7 @@ def reliability_diagram(rows: Any, *, hue_order: Sequence[Any] | None = None) ->
         ax.plot(centres, confidence, "o", color="0.2", markersize=2.5, label="mean confidence")
         ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
         ece = (sums["acc_sum"] - sums["conf_sum"]).abs().sum() / sums["count"].sum()
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=f"{name} (ECE {ece:.1%})")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=f"{name}\nECE {ece:.1%}")
     axes[0].set_ylabel("accuracy")
     fig.tight_layout()
     return fig
@@ -143,6 +143,7 @@ def accuracy_vs_flops(
     logx: bool = False,
     percent: bool = True,
     hue_order: Sequence[Any] | None = None,
+    panel: str = "network",
 ) -> plt.Figure:
     """Accuracy against training cost, one colour per method, its name beside its mean.
 
@@ -153,33 +154,44 @@ def accuracy_vs_flops(
         logx: a log-scaled cost axis.
         percent: accuracy in percent.
         hue_order: methods in the order of their colours.
+        panel: a column whose values get a panel each (e.g. the network), when rows have it.
     """
     frame = _frame(rows, ["method", "flops", "accuracy"], ["flops", "accuracy"])
     if logx and (frame["flops"] <= 0).any():
         raise LandscapeError("a log-scaled flops axis needs flops > 0; pass logx=False")
     scale = 100.0 if percent else 1.0
-    fig, (ax,) = new_figure()
+    if panel in frame.columns:
+        panels, fig, axes = _panel_figure(frame, panel)
+        parts = [(str(name), frame[frame[panel] == name]) for name in panels]
+    else:
+        fig, axes = new_figure()
+        parts = [(None, frame)]
     methods = _order(frame["method"], hue_order)
     colors = _colors(methods, hue_order)
-    for method in methods:
-        part = frame[frame["method"] == method]
-        ax.scatter(part["flops"], part["accuracy"] * scale, s=14, color=colors[method])
-        ax.annotate(
-            str(method),
-            (part["flops"].mean(), part["accuracy"].mean() * scale),
-            xytext=(4, 3),
-            textcoords="offset points",
-            fontsize=6,
-            color=colors[method],
-        )
-    if logx:
-        ax.set_xscale("log")
-        costs = sorted(set(frame["flops"]))
-        ax.set_xticks(costs, [f"{c:g}" for c in costs])
-        ax.minorticks_off()
-    ax.margins(x=0.15, y=0.1)  # room for the names
-    ax.set_xlabel("training FLOPs (x one dense run)")
-    ax.set_ylabel("test accuracy" + (" (%)" if percent else ""))
+    for ax, (title, sub) in zip(axes, parts):
+        for method in methods:
+            part = sub[sub["method"] == method]
+            if not len(part):
+                continue
+            ax.scatter(part["flops"], part["accuracy"] * scale, s=14, color=colors[method])
+            ax.annotate(
+                str(method),
+                (part["flops"].mean(), part["accuracy"].mean() * scale),
+                xytext=(4, 3),
+                textcoords="offset points",
+                fontsize=6,
+                color=colors[method],
+            )
+        if logx:
+            ax.set_xscale("log")
+            costs = sorted(set(sub["flops"]))
+            ax.set_xticks(costs, [f"{c:g}" for c in costs])
+            ax.minorticks_off()
+        ax.margins(x=0.15, y=0.1)  # room for the names
+        ax.set_xlabel("training FLOPs (x one dense run)")
+        if title is not None:
+            ax.set_title(title)
+    axes[0].set_ylabel("test accuracy" + (" (%)" if percent else ""))
     fig.tight_layout()
     return fig
 
