@@ -8,7 +8,7 @@ import torch
 
 from landscape.cli import main
 from landscape.corruptions import corrupt
-from landscape.corruptions.writer import CHUNK, as_uint8_images, chunk_seed, corrupt_split
+from landscape.corruptions.writer import as_uint8_images, chunk_seed, corrupt_split
 from landscape.data import DatasetInfo, get_dataset, read_corrupted, register_dataset
 from landscape.errors import LandscapeError
 
@@ -45,7 +45,6 @@ def test_written_files_read_back_as_cifar10_c(tmp_path, capsys):
     assert (again / "gaussian_noise.npy").read_bytes() == (out / "gaussian_noise.npy").read_bytes()
     corrupt_split(split, tmp_path / "other", ["gaussian_noise"], seed=4)
     assert not np.array_equal(np.load(tmp_path / "other" / "gaussian_noise.npy"), stored)
-    assert CHUNK >= 1000  # a CIFAR-sized set corrupts in ten chunks per severity
 
 
 def test_corrupt_refuses_what_it_cannot_corrupt(tmp_path, capsys):
@@ -62,3 +61,17 @@ def test_corrupt_refuses_what_it_cannot_corrupt(tmp_path, capsys):
     normalised = get_dataset("test-pixels", split="test")
     with pytest.raises(LandscapeError, match="normalize=False"):
         corrupt_split(normalised, tmp_path / "out", ["brightness"])
+
+
+def test_each_chunk_draws_from_its_own_generator(tmp_path, monkeypatch):
+    from landscape.corruptions import writer
+
+    monkeypatch.setattr(writer, "CHUNK", 4)  # six images: chunks of 4 and 2
+    split = get_dataset("test-pixels", split="test", normalize=False)
+    corrupt_split(split, tmp_path, ["shot_noise"], seed=7)
+    images, _ = as_uint8_images(split)
+    x, _ = read_corrupted(tmp_path, "shot_noise", 2)
+    for chunk, rows in ((0, slice(0, 4)), (1, slice(4, 6))):
+        gen = torch.Generator().manual_seed(chunk_seed(7, "shot_noise", 2, chunk))
+        expected = corrupt(images[rows], "shot_noise", 2, "auto", gen)
+        assert np.array_equal(x[rows], expected.permute(0, 2, 3, 1).numpy())

@@ -114,7 +114,10 @@ def mean_corruption_accuracy(
 
     Args:
         rows: from :func:`corruption_rows` (or read back from CSV).
-        corruptions: restrict to these; ``None``: every row.
+        corruptions: restrict to these; ``None``: every row. Published CIFAR-10-C numbers
+            average the 15 benchmark corruptions: pass ``BENCHMARK_CORRUPTIONS`` to compare
+            with them when the rows also hold the 4 extra ones (as :func:`mce` does by
+            default).
     """
     table = _table(rows, "rows")
     if corruptions is not None:

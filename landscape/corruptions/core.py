@@ -137,7 +137,9 @@ def corrupt(
         table: ``"cifar"``, ``"tiny"``, ``"imagenet"``, ``"mnist"``, or ``"auto"`` (chosen from
             the image size by :func:`table_for`).
         generator: a CPU ``torch.Generator``; every random draw comes from it, so a seed gives
-            the same images. Default: a generator seeded with 0.
+            the same images. Default: a new generator seeded with 0 on every call, so two
+            calls without one draw the same noise; pass one generator across batches for
+            independent draws.
 
     Returns:
         The corrupted images, with the input's shape, dtype and device. uint8 output is
@@ -165,7 +167,15 @@ def corrupt(
     flat = x.reshape(-1, *shape[-3:])
     draws = Draws(generator, shape[0], frames, x.device)
     params = corruption.params[table][int(severity) - 1]
-    out = corruption.fn(flat, params, draws).clamp_(0.0, 1.0).reshape(shape)
+    # full float32 convolutions on GPUs too (cuDNN may use TF32 by default), so a CUDA run
+    # writes the same images as a CPU run
+    with torch.backends.cudnn.flags(
+        enabled=torch.backends.cudnn.enabled,
+        benchmark=torch.backends.cudnn.benchmark,
+        deterministic=torch.backends.cudnn.deterministic,
+        allow_tf32=False,
+    ):
+        out = corruption.fn(flat, params, draws).clamp_(0.0, 1.0).reshape(shape)
     if dtype == torch.uint8:
         return (out * 255).to(torch.uint8)
     return out.to(dtype)

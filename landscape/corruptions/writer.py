@@ -78,7 +78,7 @@ def corrupt_split(
     images, labels = as_uint8_images(split, limit)
     device = torch.device("cpu") if device is None else device
     written = []
-    bar = tqdm(corruptions, disable=progress is False, desc="corrupt", leave=False)
+    bar = tqdm(corruptions, disable=None if progress is None else not progress, desc="corrupt")
     for name in bar:
         severities = []
         for severity in range(1, 6):

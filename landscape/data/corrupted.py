@@ -531,7 +531,7 @@ def _severity_stack(images: Any) -> list[np.ndarray]:
         raise LandscapeError(
             f"images_by_severity must be uint8 of shape (5, N, H, W, C) or five (N, H, W, C) "
             f"arrays with N > 0, one per severity 1..5; got {len(stack)} of {got} (convert "
-            f"[0, 1] floats with (x * 255).round().to(torch.uint8), channels last)"
+            f"[0, 1] floats with (x * 255).to(torch.uint8), channels last, as corrupt() does)"
         )
     return stack
 
