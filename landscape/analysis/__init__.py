@@ -33,6 +33,13 @@ from landscape.analysis.robustness import (
     relative_mce,
     summary_rows,
 )
+from landscape.analysis.spectral import (
+    frequency_filter,
+    frequency_mask,
+    radius_accuracy,
+    spectral_rows,
+    spectrum_radius,
+)
 
 __all__ = [
     "Diversity",
@@ -50,6 +57,8 @@ __all__ = [
     "ensemble_metrics",
     "evaluate",
     "expected_calibration_error",
+    "frequency_filter",
+    "frequency_mask",
     "interpolate",
     "interpolate_state",
     "iter_batches",
@@ -66,8 +75,11 @@ __all__ = [
     "predict_probs",
     "prediction_embedding",
     "probability_metrics",
+    "radius_accuracy",
     "relative_mce",
     "reliability_rows",
+    "spectral_rows",
+    "spectrum_radius",
     "summary_rows",
     "ticket_barrier",
 ]

@@ -154,9 +154,18 @@ def pixelate(x: torch.Tensor, factor: float, draws: Draws) -> torch.Tensor:
     scripts do; the way back is a nearest-neighbour copy, which ``imagecorruptions`` asks
     for by name)."""
     h, w = x.shape[-2:]
-    q = torch.round(x * 255.0).to(torch.int32)
-    small = pil_box_resize(q, int(h * factor), int(w * factor))
-    return pil_box_resize(small, h, w).to(x.dtype) / 255.0
+    if max(h, w) > 64:  # gathered rows (see _box_rows), the horizontal pass on the transpose
+        q = torch.round(x.transpose(-1, -2) * 255.0).contiguous()
+        q = _box_rows(q, int(w * factor)).transpose(-1, -2).contiguous()
+        small = _box_rows(q, int(h * factor)) / 255.0
+    else:  # matrix products
+        small = _box_levels(torch.round(x * 255.0), int(h * factor), int(w * factor)) / 255.0
+    # enlarging copies one coarse pixel to each fine one: columns on the coarse rows (as
+    # rows of the transpose, the fast direction to gather), then whole rows
+    cols = _pil_box_taps(small.shape[-1], w)[0].to(x.device)
+    rows = _pil_box_taps(small.shape[-2], h)[0].to(x.device)
+    small = small.transpose(-1, -2).index_select(-2, cols).transpose(-1, -2)
+    return small.index_select(-2, rows).to(x.dtype)
 
 
 _PIL_BITS = 22  # PRECISION_BITS of Pillow's 8-bit resampling (libImaging/Resample.c)
@@ -185,29 +194,63 @@ def _pil_box_taps(size_in: int, size_out: int) -> tuple[torch.Tensor, torch.Tens
     return torch.tensor(first), torch.tensor(last), torch.tensor(weight, dtype=torch.int32)
 
 
+@functools.lru_cache(maxsize=64)
+def _pil_box_matrix(size_in: int, size_out: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """The ``(size_out, size_in)`` 0/1 matrix of the ``BOX`` windows of :func:`_pil_box_taps`
+    (window sums as one matrix product; exact, as sums of 8-bit levels are)."""
+    first, last, _ = _pil_box_taps(size_in, size_out)
+    j = torch.arange(size_in).view(1, -1)
+    return ((j >= first.view(-1, 1)) & (j < last.view(-1, 1))).to(device, dtype)
+
+
 def pil_box_resize(q: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """``Image.resize((width, height), Image.BOX)`` of 8-bit images held as int32
     ``(B, C, H, W)``: a horizontal then a vertical pass, each rounded to 8 bits with Pillow's
-    fixed-point arithmetic (window sums from a cumulative sum; products stay below 2^31)."""
+    fixed-point arithmetic."""
+    return _box_levels(q.float(), height, width).to(torch.int32)
+
+
+def _box_levels(q: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """:func:`pil_box_resize` of 8-bit levels held as floats ``(B, C, H, W)`` (out alike): the
+    window sums of each pass are a matrix product (integers below 2^24: exact in float32),
+    rounded in Pillow's fixed point (products stay below 2^31)."""
     if width != q.shape[-1]:
-        q = _box_pass_rows(q.transpose(-1, -2).contiguous(), width).transpose(-1, -2)
+        q = _box_pass(q, width, -1)
     if height != q.shape[-2]:
-        q = _box_pass_rows(q.contiguous(), height)
+        q = _box_pass(q, height, -2)
     return q
 
 
-def _box_pass_rows(q: torch.Tensor, size_out: int) -> torch.Tensor:
-    """One Pillow ``BOX`` pass along the rows (axis -2) of int32 images; along the rows,
-    because gathering whole rows is fast."""
+def _box_rows(q: torch.Tensor, size_out: int) -> torch.Tensor:
+    """One Pillow ``BOX`` pass along the rows (axis -2) of 8-bit levels held as floats, the
+    windows summed from whole rows gathered at each offset into them: on large images
+    cheaper than the matrix product, whose cost grows with the side."""
     first, last, weight = (t.to(q.device) for t in _pil_box_taps(q.shape[-2], size_out))
-    if bool((last - first == 1).all()):  # enlarging: every output row copies one input row
-        return q.index_select(-2, first)
-    total = q.cumsum(-2, dtype=torch.int32)  # total[i] = q[0] + ... + q[i]
-    before = total.index_select(-2, (first - 1).clamp(min=0))
-    before[..., first == 0, :] = 0
-    window = total.index_select(-2, last - 1) - before
-    fixed = window * weight.view(-1, 1) + (1 << (_PIL_BITS - 1))
-    return torch.bitwise_right_shift(fixed, _PIL_BITS).clamp_(0, 255)
+    length = (last - first).cpu()
+    window = q.index_select(-2, first)
+    if size_out >= q.shape[-2]:  # enlarging: every output row copies one input row
+        return window
+    for t in range(1, int(length.max())):
+        take = q.index_select(-2, (first + t).clamp(max=q.shape[-2] - 1))
+        if bool((length > t).all()):
+            window += take
+        else:
+            window += take * (length > t).view(-1, 1).to(q.device, q.dtype)
+    fixed = window.to(torch.int32) * weight.view(-1, 1) + (1 << (_PIL_BITS - 1))
+    return torch.bitwise_right_shift(fixed, _PIL_BITS).clamp_(0, 255).to(q.dtype)
+
+
+def _box_pass(q: torch.Tensor, size_out: int, axis: int) -> torch.Tensor:
+    """One Pillow ``BOX`` pass along ``axis`` (-1 or -2) of 8-bit levels held as floats."""
+    size_in = q.shape[axis]
+    _, _, weight = _pil_box_taps(size_in, size_out)
+    m = _pil_box_matrix(size_in, size_out, q.dtype, q.device)
+    window = torch.matmul(q, m.T) if axis == -1 else torch.matmul(m, q)
+    if size_out >= size_in:  # enlarging: every output pixel copies one input pixel
+        return window
+    weight = weight.to(q.device).view(-1) if axis == -1 else weight.to(q.device).view(-1, 1)
+    fixed = window.to(torch.int32) * weight + (1 << (_PIL_BITS - 1))
+    return torch.bitwise_right_shift(fixed, _PIL_BITS).clamp_(0, 255).to(q.dtype)
 
 
 @register(

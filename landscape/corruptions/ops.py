@@ -12,6 +12,7 @@ pixel (its default virtual-pixel method, ``"edge"``).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -37,27 +38,122 @@ def gaussian_filter(
 ) -> torch.Tensor:
     """Separable Gaussian blur of ``(B, C, H, W)`` images, each channel on its own: what
     ``scipy.ndimage.gaussian_filter(x, (0, 0, sigma, sigma), mode="nearest")`` and
-    ``skimage.filters.gaussian(x, sigma, channel_axis=-1)`` compute."""
+    ``skimage.filters.gaussian(x, sigma, channel_axis=-1)`` compute.
+
+    Each pass (:func:`filter_axis`) is a matrix product with the banded matrix of the 1-D
+    filter, or a sum of shifted copies where the kernel is short against the side: on a CPU
+    either is far faster than a convolution with a single input channel."""
     if sigma <= 0:
         return x
-    k = gaussian_kernel1d(sigma, truncate, x.device).to(x.dtype)
+    k = tuple(gaussian_kernel1d(sigma, truncate).tolist())
     r = (len(k) - 1) // 2
-    b, c, h, w = x.shape
-    y = x.reshape(b * c, 1, h, w)
-    y = F.conv2d(_pad(y, (r, r, 0, 0), mode), k.view(1, 1, 1, -1))
-    y = F.conv2d(_pad(y, (0, 0, r, r), mode), k.view(1, 1, -1, 1))
-    return y.reshape(b, c, h, w)
+    return filter_axis(filter_axis(x, k, r, mode, -1), k, r, mode, -2)
+
+
+def filter_axis(
+    x: torch.Tensor, kernel: tuple[float, ...], anchor: int, mode: str, axis: int
+) -> torch.Tensor:
+    """The 1-D correlation ``y[i] = sum_t kernel[t] x[i + t - anchor]`` along ``axis`` (-1
+    or -2) of ``(..., H, W)`` tensors, the signal extended as :func:`_pad` extends it."""
+    n = x.shape[axis]
+    if len(kernel) * 8 > n and n <= MATRIX_SIDE:  # long kernel: the banded matrix
+        m = filter_matrix(n, kernel, anchor, mode, x.dtype, x.device)
+        return torch.matmul(x, m.T) if axis == -1 else torch.matmul(m, x)
+    after = len(kernel) - 1 - anchor
+    lead = x.shape[:-2]
+    y = x.reshape(-1, 1, *x.shape[-2:])
+    y = _pad(y, (anchor, after, 0, 0) if axis == -1 else (0, 0, anchor, after), mode)
+    y = y.reshape(*lead, *y.shape[-2:])
+    out = None
+    for t, k in enumerate(kernel):
+        term = y.narrow(axis, t, n)
+        out = term * k if out is None else out.add_(term, alpha=k)
+    return out
+
+
+#: Up to this side, :func:`filter_axis` may filter by a matrix product.
+MATRIX_SIDE = 512
+
+
+@functools.lru_cache(maxsize=128)
+def filter_matrix(
+    n: int, kernel: tuple[float, ...], anchor: int, mode: str, dtype: torch.dtype, device
+) -> torch.Tensor:
+    """The ``(n, n)`` matrix ``M`` of the 1-D correlation ``y[i] = sum_t kernel[t]
+    x[i + t - anchor]`` with the signal extended as :func:`_pad` extends it (``mode``
+    ``"replicate"``, ``"reflect"`` or ``"constant"``): ``y = M @ x`` (cached per size)."""
+    taps = torch.arange(len(kernel)) - anchor
+    index = torch.arange(n).view(n, 1) + taps.view(1, -1)  # (n, taps)
+    weight = torch.tensor(kernel, dtype=torch.float64).expand(n, -1).contiguous()
+    if mode == "replicate":
+        index = index.clamp(0, n - 1)
+    elif mode == "reflect":
+        if n == 1:
+            index = torch.zeros_like(index)
+        else:  # BORDER_REFLECT_101, periodic with period 2 (n - 1)
+            index = torch.remainder(index, 2 * (n - 1))
+            index = torch.where(index >= n, 2 * (n - 1) - index, index)
+    elif mode == "constant":
+        weight = torch.where((index >= 0) & (index < n), weight, 0.0)
+        index = index.clamp(0, n - 1)
+    else:
+        raise ValueError(f"unknown padding mode {mode!r}")
+    matrix = torch.zeros(n, n, dtype=torch.float64)
+    matrix.scatter_add_(1, index, weight)
+    return matrix.to(device, dtype)
 
 
 def convolve(x: torch.Tensor, kernel: torch.Tensor, mode: str = "reflect") -> torch.Tensor:
     """Correlate every channel of ``(B, C, H, W)`` images with one 2-D kernel, anchored at
-    ``(kh // 2, kw // 2)`` and keeping the size: what ``cv2.filter2D`` computes."""
+    ``(kh // 2, kw // 2)`` and keeping the size: what ``cv2.filter2D`` computes.
+
+    Small kernels sum shifted copies of the padded images (skipping zero taps); large ones
+    (more than :data:`FFT_TAPS` taps) multiply in the Fourier domain: the padded images'
+    circular correlation, at a size of small primes, cropped to where it is the linear one.
+    """
     kh, kw = kernel.shape
     b, c, h, w = x.shape
-    y = x.reshape(b * c, 1, h, w)
-    y = _pad(y, (kw // 2, kw - 1 - kw // 2, kh // 2, kh - 1 - kh // 2), mode)
-    y = F.conv2d(y, kernel.to(x.device, x.dtype).view(1, 1, kh, kw))
-    return y.reshape(b, c, h, w)
+    kernel = kernel.to(x.device, x.dtype)
+    y = _pad(x, (kw // 2, kw - 1 - kw // 2, kh // 2, kh - 1 - kh // 2), mode)
+    if kh * kw > FFT_TAPS and x.dtype in (torch.float32, torch.float64):
+        size = (_fft_size(y.shape[-2]), _fft_size(y.shape[-1]))
+        k = torch.fft.rfft2(kernel.flip(0, 1), s=size)
+        planes = y.reshape(-1, *y.shape[-2:])
+        out = torch.empty(planes.shape[0], h, w, dtype=x.dtype, device=x.device)
+        # a few planes at a time: the spectra of a whole batch fall out of the CPU's caches
+        step = FFT_PLANES if x.device.type == "cpu" else planes.shape[0]
+        for i in range(0, planes.shape[0], step):
+            spectrum = torch.fft.rfft2(planes[i : i + step], s=size) * k
+            y = torch.fft.irfft2(spectrum, s=size)
+            out[i : i + step] = y[..., kh - 1 : kh - 1 + h, kw - 1 : kw - 1 + w]
+        return out.view(b, c, h, w)
+    out = None
+    for (i, j), k in zip(torch.cartesian_prod(torch.arange(kh), torch.arange(kw)).tolist(),
+                         kernel.reshape(-1).tolist()):  # fmt: skip
+        if k == 0:
+            continue
+        term = y[..., i : i + h, j : j + w]
+        out = term * k if out is None else out.add_(term, alpha=k)
+    return torch.zeros_like(x) if out is None else out
+
+
+#: Kernels with more taps than this are applied by FFT in :func:`convolve`, on a CPU
+#: :data:`FFT_PLANES` image planes at a time.
+FFT_TAPS = 49
+FFT_PLANES = 6
+
+
+def _fft_size(n: int) -> int:
+    """The smallest ``m >= n`` with no prime factor above 5 (fast FFT lengths)."""
+    m = n
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
 
 
 def box_blur(x: torch.Tensor, size: int = 3) -> torch.Tensor:
@@ -146,20 +242,31 @@ def motion_blur(x: torch.Tensor, radius: float, sigma: float, angle: torch.Tenso
     i = torch.arange(width, dtype=torch.float64)
     weights = torch.exp(-(i**2) / (2.0 * sigma**2))
     weights = (weights / weights.sum()).tolist()
-    rad = torch.deg2rad(angle.double().to(x.device))
-    taps = i.to(x.device).view(1, -1)
+    rad = torch.deg2rad(angle.double().cpu())
+    taps = i.view(1, -1)
     dy = torch.ceil(taps * torch.sin(rad).view(-1, 1) - 0.5).long()  # (B, width)
     dx = torch.ceil(taps * torch.cos(rad).view(-1, 1) - 0.5).long()
-    rows = torch.arange(h, device=x.device).view(1, h, 1)
-    cols = torch.arange(w, device=x.device).view(1, 1, w)
-    flat = x.reshape(b, c, h * w)
-    out = torch.zeros_like(flat)
+    # every tap reads a shifted copy of the image: a slice of the edge-padded image. With
+    # the images in order of angle, those sharing a tap's offset are mostly neighbours (the
+    # row offset grows with the angle), so a tap is a few slices of the batch
+    order = torch.argsort(rad, stable=True)
+    identity = bool((order == torch.arange(b)).all())
+    if not identity:
+        x = x.index_select(0, order.to(x.device))
+        dy, dx = dy[order], dx[order]
+    m = width - 1  # no offset is longer
+    padded = F.pad(x, (m, m, m, m), mode="replicate")
+    out = torch.zeros_like(x)
     for t, k in enumerate(weights):
-        r = (rows + dy[:, t].view(b, 1, 1)).clamp_(0, h - 1)
-        q = (cols + dx[:, t].view(b, 1, 1)).clamp_(0, w - 1)
-        index = (r * w + q).view(b, 1, h * w).expand(b, c, h * w)
-        out += k * flat.gather(2, index)
-    return out.view(b, c, h, w)
+        shift = torch.stack((dy[:, t], dx[:, t]), 1)
+        starts = [0, *((shift[1:] != shift[:-1]).any(1).nonzero().squeeze(1) + 1).tolist(), b]
+        for start, stop in zip(starts[:-1], starts[1:]):
+            top, left = m + int(shift[start, 0]), m + int(shift[start, 1])
+            source = padded[start:stop, :, top : top + h, left : left + w]
+            out[start:stop].add_(source, alpha=k)
+    if identity:
+        return out
+    return torch.empty_like(out).index_copy_(0, order.to(x.device), out)
 
 
 def plasma_fractal(draws: Draws, mapsize: int, decay: float) -> torch.Tensor:
@@ -216,21 +323,29 @@ def chamfer_distance(edges: torch.Tensor, cap: float) -> torch.Tensor:
     """
     a, b, c = CHAMFER_5X5
     h, w = edges.shape[-2:]
-    half = [(0, 1, a), (1, 0, a), (1, 1, b), (1, -1, b), (1, 2, c), (2, 1, c), (2, -1, c),
-            (1, -2, c)]  # fmt: skip
-    moves = half + [(-dy, -dx, k) for dy, dx, k in half]
     top = float(cap)
     d = torch.where(edges, 0.0, top)
+    # the 16 moves grouped by weight, sharing the horizontal minima (min(x + k, y + k) is
+    # min(x, y) + k exactly: rounding is monotonic), 13 operations a round instead of 32
+    padded = torch.full((*d.shape[:-2], h + 4, w + 4), top, dtype=d.dtype, device=d.device)
+    inner = padded[..., 2 : 2 + h, 2 : 2 + w]
+    inner.copy_(d)
     for _ in range(int(math.ceil(cap)) + 1):
-        padded = F.pad(d, (2, 2, 2, 2), value=top)
-        new = d
-        for dy, dx, k in moves:
-            new = torch.minimum(new, padded[:, 2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w] + k)
+        rows = padded[..., :, 2 : 2 + w]
+        one = torch.minimum(padded[..., :, 1 : 1 + w], padded[..., :, 3 : 3 + w])  # dx = +-1
+        two = torch.minimum(padded[..., :, :w], padded[..., :, 4 : 4 + w])  # dx = +-2
+        axis = torch.minimum(one[..., 2 : 2 + h, :], rows[..., 1 : 1 + h, :])
+        axis = torch.minimum(axis, rows[..., 3 : 3 + h, :]).add_(a)
+        diagonal = torch.minimum(one[..., 1 : 1 + h, :], one[..., 3 : 3 + h, :]).add_(b)
+        knight = torch.minimum(one[..., :h, :], one[..., 4 : 4 + h, :])
+        knight = torch.minimum(knight, two[..., 1 : 1 + h, :])
+        knight = torch.minimum(knight, two[..., 3 : 3 + h, :]).add_(c)
+        new = torch.minimum(torch.minimum(inner, axis), torch.minimum(diagonal, knight))
         new = new.clamp_(max=top)
-        if torch.equal(new, d):
+        if torch.equal(new, inner):
             break
-        d = new
-    return d
+        inner.copy_(new)
+    return inner.clone()
 
 
 def equalize_hist(v: torch.Tensor) -> torch.Tensor:

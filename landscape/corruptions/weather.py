@@ -333,20 +333,20 @@ def canny(v: torch.Tensor, low: float, high: float) -> torch.Tensor:
     OpenCV's fixed-point angle tests and tie rules, then hysteresis (8-connected growth from
     pixels above ``high`` through those above ``low``). Returns ``(B, H, W)`` booleans."""
     b, h, w = v.shape
-    sobel = torch.tensor(
-        [[[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]],
-         [[-1.0, -2.0, -1.0], [0.0, 0.0, 0.0], [1.0, 2.0, 1.0]]],
-        device=v.device,
-    ).unsqueeze(1)  # fmt: skip
-    grad = F.conv2d(F.pad(v[:, None], (1, 1, 1, 1), mode="replicate"), sobel)
-    gx, gy = grad[:, 0], grad[:, 1]
+    p = F.pad(v[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    # the separable 3x3 Sobel pair on shifted copies (integers: exact in float32)
+    across = p[:, :, 2:] - p[:, :, :-2]  # x[.., j + 1] - x[.., j - 1], every padded row
+    gx = across[:, :-2] + 2 * across[:, 1:-1] + across[:, 2:]
+    down = p[:, 2:] - p[:, :-2]  # x[i + 1] - x[i - 1], every padded column
+    gy = down[..., :-2] + 2 * down[..., 1:-1] + down[..., 2:]
     mag = gx.abs() + gy.abs()
     mp = F.pad(mag, (1, 1, 1, 1))  # OpenCV's magnitude buffer has a zero border
 
     def at(dy: int, dx: int) -> torch.Tensor:
         return mp[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
 
-    ax, ay = gx.abs().long(), gy.abs().long() << 15  # integers, as OpenCV's
+    # OpenCV's integer angle tests; every product stays below 2^31
+    ax, ay = gx.abs().to(torch.int32), gy.abs().to(torch.int32) << 15
     tg22 = ax * _TG22
     horizontal = ay < tg22
     vertical = ay > tg22 + (ax << 16)
@@ -367,7 +367,10 @@ def canny(v: torch.Tensor, low: float, high: float) -> torch.Tensor:
     weak = keep & (mag > low)
     edges = weak & (mag > high)
     while True:
-        grown = weak & (F.max_pool2d(edges[:, None].float(), 3, 1, 1)[:, 0] > 0)
+        # 8-connected growth: the 3x3 dilation of the edges, as two shifted ORs per axis
+        e = F.pad(edges, (1, 1, 1, 1))
+        e = e[:, :, :-2] | e[:, :, 1:-1] | e[:, :, 2:]
+        grown = weak & (e[:, :-2] | e[:, 1:-1] | e[:, 2:])
         if torch.equal(grown, edges):
             return edges
         edges = grown

@@ -14,6 +14,7 @@ from landscape.plot.ensembles import (
     prediction_embedding_plot,
     reliability_diagram,
 )
+from landscape.plot.spectral import radius_accuracy_curves
 from landscape.plot.style import COLUMN_WIDTH, FULL_WIDTH, apply_style, new_figure, save_figure
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "interpolation_curves",
     "metric_vs_density",
     "prediction_embedding_plot",
+    "radius_accuracy_curves",
     "reliability_diagram",
     "scatter_by",
     "new_figure",

@@ -536,7 +536,9 @@ class MEST(DynamicSparse):
 
     Drops the active weights of lowest ``|w| + lambda |g|`` (magnitude plus ``gradient_weight``
     times the gradient magnitude at the update step; the gradient of active weights only, so
-    no dense backward pass is needed) and grows the same number uniformly at random, at zero.
+    no dense backward pass is needed) and grows the same number uniformly at random, at zero
+    (``growth="random"``, Wu et al. 2024's MEST_r), or where the dense gradient is largest
+    (``growth="gradient"``, their MEST_g).
     The mutation rate decays with the shared ``decay`` schedule. The public MEST code
     (``prune_utils/utils_pr.py``) defaults lambda to 0, i.e. magnitude only; the soft memory
     bound variant (MEST+EM&S, growing above the target density between updates) is not here.
@@ -544,15 +546,23 @@ class MEST(DynamicSparse):
 
     name = "mest"
 
-    def __init__(self, density: float = 0.2, *, gradient_weight: float = 1.0, **kw: Any) -> None:
-        super().__init__(density, growth="random", **_no_growth(kw, "MEST"))
+    def __init__(
+        self,
+        density: float = 0.2,
+        *,
+        gradient_weight: float = 1.0,
+        growth: str = "random",
+        **kw: Any,
+    ) -> None:
+        super().__init__(density, growth=growth, **kw)
         self.gradient_weight = number("gradient_weight", gradient_weight, minimum=0.0)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "gradient_weight": self.gradient_weight}
 
     def needs_gradient(self, step: int, steps: int) -> bool:
-        return self.gradient_weight > 0 and self.update_due(step, steps)
+        wanted = self.gradient_weight > 0 or self.growth == "gradient"
+        return wanted and self.update_due(step, steps)
 
     def drop_score(self, weight: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:
         score = weight.abs()
