@@ -55,6 +55,7 @@ figures: setup
 	$(PY) analyses/sparse_lmc.py --scale full
 	$(PY) analyses/distillation.py --scale demo
 	$(PY) analyses/freetickets.py --scale full
+	$(PY) analyses/dst_corruption.py --scale full
 
 bench: setup
 	$(PY) benchmarks/interpolation.py --quick
