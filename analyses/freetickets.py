@@ -68,7 +68,7 @@ from landscape.plot import (
     save_figure,
     scatter_by,
 )
-from landscape.sparse import hamming_distance, jaccard_distance
+from landscape.sparse import density, hamming_distance, jaccard_distance
 from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
 from landscape.train import dense_ensemble, dst_ensemble, edst_ensemble
 
@@ -269,13 +269,8 @@ def _density(ens, member) -> float:
         chosen = [m for m in masks if m is not None]
         if not chosen:
             return 1.0
-        return float(np.mean([_kept(m) for m in chosen]))
-    return _kept(masks[int(member)])
-
-
-def _kept(masks) -> float:
-    total = sum(m.numel() for m in masks.values())
-    return round(sum(int(m.sum()) for m in masks.values()) / total, 6)
+        return round(float(np.mean([density(m) for m in chosen])), 6)
+    return round(density(masks[int(member)]), 6)
 
 
 def _pairs(ens, models, probs, test_d, bn_d, keys, method) -> list[dict]:

@@ -438,14 +438,15 @@ def _dst(args: argparse.Namespace) -> int:
     )
     last = read_rows(run.dir / "dst.csv")[-1]
     result = evaluate(run, _test_split(spec))
+    flops = training_flops(run)
     summary = {
         "method": args.method,
         "density": last["density"],
         "itop_rate": last["itop_rate"],
         "test_error": result.error,
         "test_loss": result.loss,
-        "training_flops": training_flops(run),
-        "relative_flops": training_flops(run) / training_flops(run, dense=True),
+        "training_flops": flops,
+        "relative_flops": flops / training_flops(run, dense=True),
         "run": str(run.dir),
     }
     print(

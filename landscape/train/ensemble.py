@@ -29,11 +29,11 @@ from torch import nn
 
 from landscape.checks import integer, number
 from landscape.errors import LandscapeError
-from landscape.io import load_checkpoint
+from landscape.io import Checkpoint, load_checkpoint
 from landscape.sparse import Masks, layer_positions, load_masks
 from landscape.specs import RunSpec, Seeds
 from landscape.train.dst import EDST, make_dst
-from landscape.train.loop import Run, train
+from landscape.train.loop import Run, build_model, train
 
 #: FreeTickets' EDST learning rates in each refinement phase, as multiples of the
 #: exploration rate: 0.01 then 0.001 after 0.1 (``main_EDST.py``).
@@ -220,7 +220,10 @@ def edst_ensemble(
 
 def final_masks(run: Run, step: int) -> Masks | None:
     """The masks a run trained under at ``step``: a DST controller's, or ``masks.pt``."""
-    ckpt = load_checkpoint(run.checkpoint_path(step))
+    return _masks_of(run, load_checkpoint(run.checkpoint_path(step)))
+
+
+def _masks_of(run: Run, ckpt: Checkpoint) -> Masks | None:
     for state in ckpt.controllers.values():
         if isinstance(state, dict) and isinstance(state.get("masks"), dict) and state["masks"]:
             return {k: v.bool() for k, v in state["masks"].items()}
@@ -262,20 +265,21 @@ def training_flops(run: Run, *, dense: bool = False) -> float:
     spec = run.spec
     first = spec.parent.step if spec.parent is not None else 0
     steps = spec.train.steps - first
-    cost = _cost(run)
+    ckpt = load_checkpoint(run.checkpoint_path(spec.train.steps))  # read once
+    cost = _cost(run, ckpt)
     full = cost.forward()
     if dense:
         return 3.0 * full * steps
-    records = _dst_records(run)
+    records = _dst_records(ckpt)
     if records is None:
-        masks = final_masks(run, spec.train.steps)
+        masks = _masks_of(run, ckpt)
         active = None if masks is None else {n: int(m.sum()) for n, m in masks.items()}
         return 3.0 * cost.forward(active) * steps
     events: dict[int, dict[str, Any]] = {}
     for row in records:  # an event at step s: the mask of forward passes s, s + 1, ...
         event = events.setdefault(int(row["step"]), {"active": {}, "dense": False})
         event["active"][row["layer"]] = int(row["active"])
-        event["dense"] = event["dense"] or _true(row["dense_gradient"])
+        event["dense"] = event["dense"] or bool(row["dense_gradient"])
     marks = sorted(events)
     total = 0.0
     for i, step in enumerate(marks):
@@ -289,27 +293,21 @@ def training_flops(run: Run, *, dense: bool = False) -> float:
     return total
 
 
-def _cost(run: Run) -> _Cost:
-    ckpt = load_checkpoint(run.checkpoint_path(run.spec.train.steps))
-    model = run.load_model(run.spec.train.steps)
+def _cost(run: Run, ckpt: Checkpoint) -> _Cost:
+    model = build_model(run.spec, ckpt.meta["num_classes"], ckpt.meta["in_shape"])
     params = dict(model.named_parameters())
     positions = layer_positions(model, ckpt.meta["in_shape"])
     sizes = {n: params[n].numel() for n in positions}
     return _Cost(positions, sizes, run.spec.train.batch_size)
 
 
-def _dst_records(run: Run) -> list[dict[str, Any]] | None:
-    """The mask-update records of a dynamic sparse run, from its last checkpoint (``dst.csv``
+def _dst_records(ckpt: Checkpoint) -> list[dict[str, Any]] | None:
+    """The mask-update records a dynamic sparse controller keeps in its state (``dst.csv``
     is the same table, for people); ``None`` for a run without one."""
-    ckpt = load_checkpoint(run.checkpoint_path(run.spec.train.steps))
     for state in ckpt.controllers.values():
         if isinstance(state, dict) and isinstance(state.get("records"), list):
             return state["records"]
     return None
-
-
-def _true(value: Any) -> bool:
-    return value is True or str(value).lower() == "true"
 
 
 def _members(value: Any, what: str = "members") -> int:
