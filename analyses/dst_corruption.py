@@ -93,7 +93,7 @@ class Network:
 def _fashion(steps: int, densities, test_limit=None, model: ModelSpec | None = None) -> Network:
     model = model or ModelSpec("lenet300-100")
     train = TrainSpec(lr=0.05, momentum=0.9, weight_decay=5e-4, steps=steps, batch_size=128)
-    name = "LeNet-300-100" if model.name == "lenet300-100" else model.name
+    name = {"lenet300-100": "LeNet-300-100", "convnet": "ConvNet-3"}.get(model.name, model.name)
     return Network(
         f"{name} / Fashion-MNIST",
         RunSpec(data=DataSpec("fashion-mnist"), model=model, train=train),
@@ -120,15 +120,45 @@ CONFIGS = {
 }
 
 
-def networks(scale: str) -> list[Network]:
-    """The study's networks at ``scale`` (``ci``, ``demo``, ``full``) or a GPU config."""
+#: Embedded-scale networks for Fashion-MNIST (``--network``): the MLP, and a small CNN closer
+#: to the paper's convolutional networks (ConvNet-3, 32 channels, batch norm).
+EMBEDDED = {
+    "lenet300-100": ModelSpec("lenet300-100"),
+    "convnet": ModelSpec("convnet", (("norm", "batch"), ("width", 32))),
+}
+
+
+def networks(
+    scale: str,
+    network: str = "lenet300-100",
+    densities: tuple[float, ...] | None = None,
+    steps: int | None = None,
+) -> list[Network]:
+    """The study's networks at ``scale`` (``ci``, ``demo``, ``full``) or a GPU config.
+
+    ``network`` picks the embedded-scale model (:data:`EMBEDDED`); ``densities`` and ``steps``
+    replace the scale's own (a cheaper run of a slower network).
+    """
     if scale in CONFIGS:
         return [CONFIGS[scale]()]
-    if scale == "ci":
-        return [_fashion(300, (0.9, 0.5), test_limit=200)]
-    if scale == "demo":
-        return [_fashion(3000, (0.9, 0.7, 0.5), test_limit=2000)]
-    return [_fashion(4000, (0.9, 0.8, 0.7, 0.6, 0.5), test_limit=2000)]
+    if network not in EMBEDDED:
+        raise LandscapeError(
+            f"unknown network {network!r}; choose one of {', '.join(EMBEDDED)}"
+        )
+    default_steps, default_densities, limit = {
+        "ci": (300, (0.9, 0.5), 200),
+        "demo": (3000, (0.9, 0.7, 0.5), 2000),
+        "full": (4000, (0.9, 0.8, 0.7, 0.6, 0.5), 2000),
+    }[scale]
+    densities = tuple(densities or default_densities)
+    if not densities or any(not 0.0 < d < 1.0 for d in densities):
+        raise LandscapeError(
+            f"densities must lie strictly between 0 and 1 (sparsity 1 - density), got {densities}"
+        )
+    steps = default_steps if steps is None else steps
+    if steps < 1:
+        raise LandscapeError(f"steps must be at least 1, got {steps}")
+    return [_fashion(steps, densities, test_limit=limit, model=EMBEDDED[network])]
 
 
 def run_spec(net: Network, replicate: int) -> RunSpec:
@@ -265,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=["ci", "demo", "full"], default="demo")
     parser.add_argument("--config", choices=sorted(CONFIGS), default=None, help="GPU setting")
+    parser.add_argument(
+        "--network", choices=sorted(EMBEDDED), default="lenet300-100", help="embedded model"
+    )
+    parser.add_argument(
+        "--densities", type=float, nargs="+", default=None, help="replace the scale's densities"
+    )
+    parser.add_argument("--steps", type=int, default=None, help="replace the scale's steps")
     parser.add_argument("--replicates", type=int, default=None, help="seeds (full: 3, else 1)")
     parser.add_argument("--runs", default="runs", help="runs root (reused across calls)")
     parser.add_argument("--out", default=None, help="folder for CSVs and figures")
@@ -280,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.replicates < 1:
         parser.error("--replicates must be at least 1")
     default_out = "figures/dst_corruption" if scale == "full" else f"results/dst_corruption-{scale}"
+    if args.network != "lenet300-100" and scale not in CONFIGS:
+        default_out += f"/{args.network}" if scale == "full" else f"-{args.network}"
     out = Path(args.out or default_out)
     try:
         return _run(args, scale, out)
@@ -303,7 +342,7 @@ def _run(args: argparse.Namespace, scale: str, out: Path) -> int:
                 f"CIFAR-100-C are, with a GPU (the embedded scales corrupt their own test set)"
             )
         accuracy_rows, cell_rows, spectral = [], [], []
-        for net in networks(scale):
+        for net in _networks(args, scale):
             a, c, f = run_network(net, args.replicates, runs, device)
             accuracy_rows += a
             cell_rows += c
@@ -311,7 +350,7 @@ def _run(args: argparse.Namespace, scale: str, out: Path) -> int:
         write_rows(out / "accuracy.csv", accuracy_rows)
         write_rows(out / "corruptions.csv", cell_rows)
         write_rows(out / "spectral.csv", spectral)
-    figures = _figures(accuracy_rows, cell_rows, out, scale, runs)
+    figures = _figures(accuracy_rows, cell_rows, out, _networks(args, scale), runs)
     lowest = max(r["density"] for r in accuracy_rows if r["method"] != "dense")
     shown = [r for r in spectral if r["method"] == "dense" or r["density"] == lowest]
     figures += save_figure(
@@ -337,7 +376,11 @@ def _by_severity(cell_rows: list[dict], density: float) -> list[dict]:
     return frame.groupby(keys, sort=False)["accuracy"].mean().reset_index().to_dict("records")
 
 
-def _figures(accuracy_rows, cell_rows, out: Path, scale: str, runs: Path) -> list[Path]:
+def _networks(args: argparse.Namespace, scale: str) -> list[Network]:
+    return networks(scale, args.network, args.densities, args.steps)
+
+
+def _figures(accuracy_rows, cell_rows, out: Path, nets: list[Network], runs: Path) -> list[Path]:
     order = list(METHODS)
     sparse = [r for r in accuracy_rows if r["method"] != "dense"]
     dense = {}
@@ -373,9 +416,9 @@ def _figures(accuracy_rows, cell_rows, out: Path, scale: str, runs: Path) -> lis
         accuracy_vs_severity(_by_severity(cell_rows, lowest), hue_order=order),
         out / "accuracy_vs_severity",
     )
-    folder = next(iter(networks(scale)), None)
-    if folder is not None and scale not in CONFIGS:
-        grid_dir = corrupted_folder(folder, runs)
+    net = nets[0]
+    if net.spec.data.name == "fashion-mnist":  # the embedded scales: our own corrupted set
+        grid_dir = corrupted_folder(net, runs)
         grid = np.stack(
             [
                 np.stack([read_corrupted(grid_dir, c, s)[0][0] for s in range(1, 6)])

@@ -25,26 +25,53 @@ training examples each mask search processed (steps x batch size over the levels
 Writes ``levels.csv`` (arm, level, density, accuracy, examples seen), ``barriers.csv`` (the
 checked levels), ``interpolation.csv`` and the figures ``barrier_vs_density``,
 ``accuracy_vs_density``, ``interpolation`` and ``examples_vs_accuracy`` (PDF and PNG).
+
+The authors explain the stability with the diagonal of the Hessian. At the checked levels the
+study takes each arm's trained subnetwork (its own masks) and computes the exact diagonal of
+the Hessian of the mean training loss over the whole training split (their code took one
+mini-batch: ``--hessian-batches 1 --hessian-batch-size 128`` reproduces that), and for the
+first replicate at the deepest checked level the Hessian's eigenvalue density (Lanczos on a
+fixed subset of the training split). It writes ``hessian.csv`` (per arm and level: method,
+trace, mean, median and fraction negative of the unpruned entries, and the top eigenvalue on
+that subset),
+``hessian_histogram.csv``, ``spectrum.csv`` and the figures ``hessian_diagonal`` (log-scale
+histograms of ``|H_ii|``, the dense network and the arms of the deepest checked level side by
+side) and ``hessian_spectrum``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from landscape.analysis import interpolate
+from landscape.analysis import (
+    diagonal_histogram,
+    hessian_diagonal,
+    hessian_eigenvalues,
+    hessian_spectrum,
+    interpolate,
+)
 from landscape.analysis.interpolate import has_batchnorm
 from landscape.data import get_dataset
 from landscape.devices import resolve_device
 from landscape.errors import LandscapeError
 from landscape.io import read_rows, write_rows
-from landscape.plot import interpolation_curves, metric_vs_density, save_figure, scatter_by
+from landscape.plot import (
+    diagonal_histograms,
+    eigenvalue_density,
+    interpolation_curves,
+    metric_vs_density,
+    save_figure,
+    scatter_by,
+)
 from landscape.sparse import density, shuffle_masks
 from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
 from landscape.train.distill import DistillSpec, distill
@@ -54,6 +81,18 @@ log = logging.getLogger("sparse_lmc")
 NOISE_SEEDS = (1, 2)  # the two children of every arm; level runs train with noise_seed 0
 BN_EXAMPLES = 4096
 STABLE = 0.02  # Frankle et al. 2020's 2% error-barrier threshold
+SPECTRUM_EXAMPLES = 4096  # the fixed training subset the eigenvalue density is taken on
+HISTOGRAM_BINS = 60
+
+
+@dataclass(frozen=True)
+class Curvature:
+    """How the Hessian is taken: ``batches`` of ``batch_size`` training examples (``None``:
+    the whole split), and Lanczos steps for the eigenvalue density (0: none)."""
+
+    batch_size: int = 1024
+    batches: int | None = None
+    lanczos_steps: int = 48
 
 
 @dataclass(frozen=True)
@@ -255,15 +294,23 @@ def arms_of(net: Network, replicate: int, runs: Path, data, device) -> list[Arm]
 
 
 def run_network(
-    net: Network, replicates: int, runs: Path, device: torch.device
-) -> tuple[list[dict], list[dict], list[dict]]:
-    """Every arm of one network: level rows, barrier rows and interpolation-curve rows."""
+    net: Network,
+    replicates: int,
+    runs: Path,
+    device: torch.device,
+    curvature: Curvature = Curvature(),
+) -> dict[str, list[dict]]:
+    """Every arm of one network: rows of ``levels``, ``barriers``, ``interpolation``,
+    ``hessian``, ``hessian_histogram`` and ``spectrum``."""
     train_split = get_dataset(net.spec.data.name, net.spec.data.root, split="train")
     test_split = get_dataset(net.spec.data.name, net.spec.data.root, split="test")
     data = (train_split, test_split)
     test_d = test_split.to(device)
     bn_d = train_split.subset(BN_EXAMPLES).to(device)
+    train_d = train_split.to(device)
+    spectrum_d = train_split.subset(SPECTRUM_EXAMPLES).to(device)
     level_rows, barrier_rows, curve_rows = [], [], []
+    hessian_rows, spectrum_rows, diagonals = [], [], []
     for replicate in range(replicates):
         start = time.perf_counter()
         spec = replicate_spec(net, replicate)
@@ -317,8 +364,63 @@ def run_network(
                 }
             )
             curve_rows += res.rows(**keys, density=row["density"])
+            model = arm.run.load_model(device=device)
+            diag = hessian_diagonal(
+                model,
+                train_d,
+                masks=arm.masks,
+                batch_size=curvature.batch_size,
+                batches=curvature.batches,
+            )
+            entries = torch.cat([diag.active(n) for n in diag.diagonal]).double()
+            top = hessian_eigenvalues(model, spectrum_d, k=1, masks=arm.masks, tol=1e-4)
+            hessian_rows.append(
+                {
+                    **keys,
+                    "density": row["density"],
+                    "method": diag.method,
+                    "examples": diag.count,
+                    "trace": diag.trace,
+                    "mean": float(entries.mean()),
+                    "median": float(entries.median()),
+                    "fraction_negative": float((entries < 0).double().mean()),
+                    "top_eigenvalue": float(top[0]),
+                }
+            )
+            if replicate == 0 and (arm.level == max(net.checked) or arm.name == "dense"):
+                diagonals.append((arm.name, diag))
+                if curvature.lanczos_steps:
+                    spectrum = hessian_spectrum(
+                        model, spectrum_d, masks=arm.masks, lanczos_steps=curvature.lanczos_steps
+                    )
+                    spectrum_rows += [{**keys, **r} for r in spectrum]
         log.info("%s replicate %d: %.0f s", net.label, replicate, time.perf_counter() - start)
-    return level_rows, barrier_rows, curve_rows
+    return {
+        "levels": level_rows,
+        "barriers": barrier_rows,
+        "interpolation": curve_rows,
+        "hessian": hessian_rows,
+        "hessian_histogram": _histograms(net, diagonals),
+        "spectrum": spectrum_rows,
+    }
+
+
+def _histograms(net: Network, diagonals: list) -> list[dict]:
+    """Histogram rows of the arms' diagonals on edges shared by the network's arms."""
+    if not diagonals:
+        return []
+    magnitudes = torch.cat(
+        [torch.cat([d.active(n) for n in d.diagonal]).abs().double().cpu() for _, d in diagonals]
+    )
+    nonzero = magnitudes[magnitudes > 0]
+    if len(nonzero) == 0:
+        return []
+    lo, hi = float(np.quantile(nonzero.numpy(), 0.001)), float(nonzero.max())
+    edges = torch.logspace(math.log10(lo), math.log10(hi * 1.000001), HISTOGRAM_BINS + 1)
+    rows = []
+    for name, diag in diagonals:
+        rows += diagonal_histogram(diag, edges.tolist(), network=net.label, arm=name)
+    return rows
 
 
 def summarize(barrier_rows: list[dict], level_rows: list[dict]) -> list[str]:
@@ -352,6 +454,31 @@ def summarize(barrier_rows: list[dict], level_rows: list[dict]) -> list[str]:
     levels = pd.DataFrame(level_rows)
     for label, group in levels.groupby("network", sort=False):
         lines += _search_cost(label, group)
+    return lines
+
+
+def _suffix(label: str, rows: list[dict]) -> str:
+    """'' for a table of one network, else '-<dataset>' for ``label`` 'model / dataset'."""
+    if len({r["network"] for r in rows}) == 1:
+        return ""
+    return "-" + label.split("/")[-1].strip().lower().replace(" ", "-")
+
+
+def _curvature_lines(hessian_rows: list[dict]) -> list[str]:
+    """Per network and checked level: each arm's mean Hessian diagonal and top eigenvalue."""
+    if not hessian_rows:
+        return []
+    import pandas as pd
+
+    frame = pd.DataFrame(hessian_rows)
+    lines = []
+    for (label, level), group in frame.groupby(["network", "level"], sort=False):
+        stats = group.groupby("arm", sort=False)[["mean", "top_eigenvalue"]].mean()
+        cells = [
+            f"{arm} mean H_ii {r['mean']:.2e}, top eigenvalue {r['top_eigenvalue']:.3g}"
+            for arm, r in stats.iterrows()
+        ]
+        lines.append(f"{label} level {level} Hessian: " + "; ".join(cells))
     return lines
 
 
@@ -406,6 +533,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="default: the scale's, else the paper's",
     )
+    parser.add_argument(
+        "--hessian-batches",
+        type=int,
+        default=None,
+        help="take the Hessian on the first N training batches only (default: the whole "
+        "split; the authors' code: 1)",
+    )
+    parser.add_argument("--hessian-batch-size", type=int, default=1024)
+    parser.add_argument(
+        "--lanczos-steps", type=int, default=48, help="for the eigenvalue density (0: none)"
+    )
     parser.add_argument("--device", default=None)
     parser.add_argument("--plot-only", action="store_true", help="re-render from the CSVs")
     args = parser.parse_args(argv)
@@ -425,21 +563,27 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, scale: str, out: Path) -> int:
     device = resolve_device(args.device)
     start = time.perf_counter()
-    if args.plot_only:
-        level_rows = read_rows(out / "levels.csv")
-        barrier_rows = read_rows(out / "barriers.csv")
-        curve_rows = read_rows(out / "interpolation.csv")
+    tables = ("levels", "barriers", "interpolation", "hessian", "hessian_histogram", "spectrum")
+    if args.plot_only:  # tables from before the Hessian part are simply not drawn
+        rows = {
+            t: read_rows(out / f"{t}.csv") if (out / f"{t}.csv").is_file() else [] for t in tables
+        }
     else:
-        level_rows, barrier_rows, curve_rows = [], [], []
+        if args.hessian_batches is not None and args.hessian_batches < 1:
+            raise LandscapeError("--hessian-batches must be at least 1")
+        if args.hessian_batch_size < 1 or args.lanczos_steps < 0:
+            raise LandscapeError("--hessian-batch-size must be >= 1, --lanczos-steps >= 0")
+        curvature = Curvature(args.hessian_batch_size, args.hessian_batches, args.lanczos_steps)
+        rows = {t: [] for t in tables}
         for net in networks(scale):
             net = replace(net, distill=_distill_choice(net.distill, args))
-            a, b, c = run_network(net, args.replicates, Path(args.runs), device)
-            level_rows += a
-            barrier_rows += b
-            curve_rows += c
-        write_rows(out / "levels.csv", level_rows)
-        write_rows(out / "barriers.csv", barrier_rows)
-        write_rows(out / "interpolation.csv", curve_rows)
+            found = run_network(net, args.replicates, Path(args.runs), device, curvature)
+            for t in tables:
+                rows[t] += found[t]
+        for t in tables:
+            if rows[t]:
+                write_rows(out / f"{t}.csv", rows[t])
+    level_rows, barrier_rows, curve_rows = rows["levels"], rows["barriers"], rows["interpolation"]
     order = (
         ["dense", "imp-k0"]
         + sorted(
@@ -466,7 +610,22 @@ def _run(args: argparse.Namespace, scale: str, out: Path) -> int:
         scatter_by(searched, "examples_seen", "test_accuracy", hue_order=order),
         out / "examples_vs_accuracy",
     )
+    if rows["hessian_histogram"]:
+        shown = [a for a in order if a in {r["arm"] for r in rows["hessian_histogram"]}]
+        for label in dict.fromkeys(r["network"] for r in rows["hessian_histogram"]):
+            part = [r for r in rows["hessian_histogram"] if r["network"] == label]
+            stem = "hessian_diagonal" + _suffix(label, rows["hessian_histogram"])
+            figures += save_figure(
+                diagonal_histograms(part, panel="arm", panel_order=shown), out / stem
+            )
+    if rows["spectrum"]:
+        for label in dict.fromkeys(r["network"] for r in rows["spectrum"]):
+            part = [r for r in rows["spectrum"] if r["network"] == label]
+            shown = [a for a in order if a in {r["arm"] for r in part}]
+            stem = "hessian_spectrum" + _suffix(label, rows["spectrum"])
+            figures += save_figure(eigenvalue_density(part, hue="arm", hue_order=shown), out / stem)
     print("\n".join(summarize(barrier_rows, level_rows)))
+    print("\n".join(_curvature_lines(rows["hessian"])))
     print(f"tables:  {out / 'levels.csv'}, {out / 'barriers.csv'}")
     print(f"figures: {', '.join(str(f) for f in figures)}")
     print(f"done in {time.perf_counter() - start:.0f} s")

@@ -329,6 +329,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     i.add_argument("--json", default=None, help="write the result here (default: stdout)")
 
+    h = sub.add_parser(
+        "hessian", help="Hessian diagonal, trace and top eigenvalues of a checkpoint's loss"
+    )
+    h.add_argument("checkpoint", help="checkpoint file, or a run directory (its latest one)")
+    _add_model_data(
+        h,
+        "model name, or path/to/file.py:ClassName; default: the one the checkpoint records",
+    )
+    h.add_argument("--split", default="train", choices=["train", "test"])
+    h.add_argument(
+        "--examples", type=_whole(0), default=0, help="a fixed random subset (0: the whole split)"
+    )
+    h.add_argument("--method", default="auto", choices=["auto", "exact", "backpack", "hutchinson"])
+    h.add_argument("--probes", type=_whole(1), default=None, help="Hutchinson probes")
+    h.add_argument(
+        "--masks",
+        default="auto",
+        help="'auto': the run's own masks (IMP masks.pt, DST masks), 'none': the dense "
+        "network, or a masks.pt file",
+    )
+    h.add_argument("--batch-size", type=_whole(1), default=1024)
+    h.add_argument(
+        "--batches",
+        type=_whole(1),
+        default=None,
+        help="only the first N batches (1 with --batch-size B: one mini-batch, as in "
+        "McDermott & Cummings' code)",
+    )
+    h.add_argument("--eigenvalues", type=_whole(0), default=0, help="top-k eigenvalues (Lanczos)")
+    h.add_argument("--spectrum", action="store_true", help="also the eigenvalue density")
+    h.add_argument(
+        "--out",
+        default=None,
+        help="write STEM.json (summary), STEM.csv (per layer) and "
+        "STEM-spectrum.csv; default: print the JSON",
+    )
+
     pl = sub.add_parser("plot", help="render a figure from a CSV of result rows")
     pl.add_argument("kind", choices=["barrier", "interpolation"])
     pl.add_argument("rows", help="CSV of result rows written by a study, e.g. barriers.csv")
@@ -626,38 +663,13 @@ def _interpolate(args: argparse.Namespace) -> int:
     from landscape.analysis.interpolate import has_batchnorm
     from landscape.data import get_dataset
     from landscape.devices import resolve_device
-    from landscape.io import load_checkpoint, load_weights, write_json
-    from landscape.models import create_model
+    from landscape.io import load_checkpoint, write_json
 
     device = resolve_device(args.device)
     data = get_dataset(args.data, args.data_root, split=args.split)
     info = data.info
     ckpts = [load_checkpoint(_checkpoint_file(path)) for path in (args.ckpt_a, args.ckpt_b)]
-    name, kwargs = args.model, _key_values(args.model_arg)
-    if name is None:  # this project's checkpoints say which model they hold
-        meta = ckpts[0].meta
-        if "model" not in meta:
-            raise LandscapeError(
-                f"{args.ckpt_a} does not say which model it holds; pass --model NAME, or "
-                f"--model path/to/file.py:ClassName for your own class (and --model-arg "
-                f"KEY=VALUE for its options)"
-            )
-        recorded = meta.get("model_kwargs", {})
-        if not isinstance(meta["model"], str) or not isinstance(recorded, dict):
-            raise LandscapeError(f"{args.ckpt_a} records its model in an unknown form")
-        name, kwargs = meta["model"], {**recorded, **kwargs}
-        origin = f" (the model recorded in {args.ckpt_a}; pass --model to choose another)"
-    else:
-        origin = ""
-    models = []
-    for ckpt in ckpts:
-        try:
-            model = create_model(
-                name, num_classes=info.num_classes, in_shape=tuple(info.in_shape), **kwargs
-            )
-        except LandscapeError as err:
-            raise LandscapeError(f"{err}{origin}") from None
-        models.append(load_weights(model, ckpt).to(device))
+    models = _checkpoint_models(args, ckpts, args.ckpt_a, info, device)
     train_data = None
     if args.bn_reset is not False and has_batchnorm(models[0]):
         source = data if args.split == "train" else get_dataset(args.data, args.data_root)
@@ -680,6 +692,125 @@ def _interpolate(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(out, indent=2))
     return 0
+
+
+def _checkpoint_models(args: argparse.Namespace, ckpts, first: str, info, device) -> list:
+    """The models in ``ckpts``: ``--model`` (and ``--model-arg``) if given, else the model the
+    first checkpoint (at path ``first``) records, built for the data ``info``."""
+    from landscape.io import load_weights
+    from landscape.models import create_model
+
+    name, kwargs = args.model, _key_values(args.model_arg)
+    if name is None:  # this project's checkpoints say which model they hold
+        meta = ckpts[0].meta
+        if "model" not in meta:
+            raise LandscapeError(
+                f"{first} does not say which model it holds; pass --model NAME, or "
+                f"--model path/to/file.py:ClassName for your own class (and --model-arg "
+                f"KEY=VALUE for its options)"
+            )
+        recorded = meta.get("model_kwargs", {})
+        if not isinstance(meta["model"], str) or not isinstance(recorded, dict):
+            raise LandscapeError(f"{first} records its model in an unknown form")
+        name, kwargs = meta["model"], {**recorded, **kwargs}
+        origin = f" (the model recorded in {first}; pass --model to choose another)"
+    else:
+        origin = ""
+    models = []
+    for ckpt in ckpts:
+        try:
+            model = create_model(
+                name, num_classes=info.num_classes, in_shape=tuple(info.in_shape), **kwargs
+            )
+        except LandscapeError as err:
+            raise LandscapeError(f"{err}{origin}") from None
+        models.append(load_weights(model, ckpt).to(device))
+    return models
+
+
+def _hessian(args: argparse.Namespace) -> int:
+    from landscape.analysis import (
+        diagonal_rows,
+        hessian_diagonal,
+        hessian_eigenvalues,
+        hessian_spectrum,
+    )
+    from landscape.data import get_dataset
+    from landscape.devices import resolve_device
+    from landscape.io import load_checkpoint, write_json, write_rows
+    from landscape.sparse import density, load_masks
+
+    device = resolve_device(args.device)
+    data = get_dataset(args.data, args.data_root, split=args.split)
+    if args.examples:
+        data = data.subset(args.examples)
+    path = _checkpoint_file(args.checkpoint)
+    ckpt = load_checkpoint(path)
+    (model,) = _checkpoint_models(args, [ckpt], args.checkpoint, data.info, device)
+    if args.masks == "none":
+        masks, source = None, "none (the dense network)"
+    elif args.masks == "auto":
+        masks, source = _run_masks(path, ckpt), "the run's"
+        if masks is None:
+            source = "none (the run has none)"
+    else:
+        masks, source = load_masks(args.masks, model), args.masks
+    options = dict(masks=masks, batch_size=args.batch_size, batches=args.batches)
+    result = hessian_diagonal(model, data.to(device), args.method, probes=args.probes, **options)
+    summary = {
+        "checkpoint": str(path),
+        "data": args.data,
+        "split": args.split,
+        "examples": result.count,
+        "masks": source,
+        "density": None if masks is None else density(masks),
+        "method": result.method,
+        "probes": result.probes,
+        "trace": result.trace,
+        "trace_stderr": result.trace_stderr,
+    }
+    if args.eigenvalues:
+        top = hessian_eigenvalues(model, data.to(device), k=args.eigenvalues, **options)
+        summary["top_eigenvalues"] = [float(v) for v in top]
+    rows = diagonal_rows(result, checkpoint=str(path))
+    summary["layers"] = rows
+    print(
+        f"Hessian of the mean loss over {result.count} {args.split} examples ({result.method}"
+        f"{f', {result.probes} probes' if result.probes else ''}; masks: {source}): trace "
+        f"{result.trace:.6g}"
+        + (f" +- {result.trace_stderr:.2g}" if result.trace_stderr else "")
+        + (f", top eigenvalues {summary['top_eigenvalues']}" if args.eigenvalues else "")
+    )
+    if args.out:
+        out = Path(args.out)
+        write_json(out.with_suffix(".json"), summary)
+        write_rows(out.with_suffix(".csv"), rows)
+        written = [out.with_suffix(".json"), out.with_suffix(".csv")]
+        if args.spectrum:
+            spectrum = hessian_spectrum(model, data.to(device), **options)
+            spectrum_path = out.with_name(out.name + "-spectrum.csv")
+            write_rows(spectrum_path, spectrum)
+            written.append(spectrum_path)
+        print("wrote " + ", ".join(str(w) for w in written))
+    else:
+        if args.spectrum:
+            raise LandscapeError("--spectrum writes a CSV: pass --out STEM as well")
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _run_masks(path: Path, ckpt) -> dict | None:
+    """The masks of the run a checkpoint belongs to: a DST controller's in the checkpoint,
+    or the run's ``masks.pt`` (IMP, fixed masks); ``None`` for a dense run."""
+    from landscape.sparse import load_masks
+
+    for state in ckpt.controllers.values():
+        if isinstance(state, dict) and isinstance(state.get("masks"), dict) and state["masks"]:
+            return {k: v.bool() for k, v in state["masks"].items()}
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    if (run_dir / "masks.pt").is_file():
+        return load_masks(run_dir / "masks.pt")
+    return None
 
 
 def _checkpoint_file(path: str) -> Path:
@@ -733,6 +864,7 @@ COMMANDS = {
     "ensemble": _ensemble,
     "spawn": _spawn,
     "interpolate": _interpolate,
+    "hessian": _hessian,
     "plot": _plot,
     "list": _list,
 }

@@ -280,3 +280,58 @@ def test_dst_refuses_options_of_another_method(tmp_path, capsys):
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert line.startswith("landscape dst: error:") and message in line
     assert not any(tmp_path.iterdir())
+
+
+def test_hessian_of_a_run_and_of_its_subnetwork(tmp_path, capsys):
+    """`landscape hessian` on a run directory: the dense run's diagonal (BackPACK), an IMP
+    subnetwork's (its masks.pt found by default) and a written spectrum."""
+    from landscape.analysis import hessian_diagonal
+    from landscape.data import get_dataset
+    from landscape.io import load_checkpoint, load_weights
+    from landscape.models import create_model
+
+    runs = tmp_path / "runs"
+    common = ["--model", "mlp", "--model-arg", "widths=[8]", "--data", "test-blobs"]
+    argv = ["prune", *common, "--steps", "12", "--batch-size", "32", "--levels", "1"]
+    assert main([*argv, "--runs", str(runs), "--json", str(tmp_path / "p.json")]) == 0
+    capsys.readouterr()
+    levels = json.loads((tmp_path / "p.json").read_text())
+    dense, sparse = (runs / levels[i]["run"] for i in (0, 1))
+    out = tmp_path / "h"
+    argv = ["hessian", str(sparse), "--data", "test-blobs", "--eigenvalues", "2", "--spectrum"]
+    assert main([*argv, "--out", str(out), "--batch-size", "50"]) == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["masks"] == "the run's" and summary["density"] == pytest.approx(0.8, abs=0.01)
+    assert summary["method"] == "backpack" and len(summary["top_eigenvalues"]) == 2
+    assert out.with_suffix(".csv").is_file() and Path(f"{out}-spectrum.csv").is_file()
+    # the same numbers from Python: the run's masks and weights on the whole train split
+    data = get_dataset("test-blobs", split="train")
+    model = create_model("mlp", num_classes=data.info.num_classes, in_shape=(1, 12), widths=[8])
+    load_weights(model, load_checkpoint(sorted((sparse / "checkpoints").glob("*.pt"))[-1]))
+    from landscape.sparse import load_masks
+
+    masks = load_masks(sparse / "masks.pt")
+    expected = hessian_diagonal(model, data, masks=masks)
+    assert summary["trace"] == pytest.approx(expected.trace, rel=1e-5)
+    assert summary["layers"][0]["count"] == int(masks[summary["layers"][0]["parameter"]].sum())
+    # the dense run, printed; --masks none on the sparse run is its dense network
+    capsys.readouterr()
+    assert main(["hessian", str(dense), "--data", "test-blobs", "--masks", "none"]) == 0
+    printed = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert printed["masks"].startswith("none") and printed["density"] is None
+
+
+def test_hessian_refuses_bad_settings_in_one_line(tmp_path, capsys):
+    argv = ["train", "--model", "mlp", "--data", "test-blobs", "--steps", "2"]
+    assert main([*argv, "--runs", str(tmp_path)]) == 0
+    (run,) = _out(capsys)
+    for extra, message in (
+        (["--method", "lanczos"], "invalid choice"),
+        (["--method", "exact", "--probes", "4"], "probes= is for Hutchinson"),
+        (["--masks", str(tmp_path / "none.pt")], "no mask file"),
+        (["--spectrum"], "--spectrum writes a CSV"),
+        (["--eigenvalues", "5000"], "Lanczos needs k <"),
+    ):
+        assert main(["hessian", run, "--data", "test-blobs", *extra]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines[-1].startswith("landscape hessian: error:") and message in lines[-1]

@@ -53,6 +53,24 @@ def test_configs_and_methods_build():
     assert kinds["granet_r"][0].init_density == 1.0 and kinds["rigl"][0].density == 0.5
 
 
+def test_the_network_densities_and_steps_can_be_chosen():
+    study = _load()
+    (net,) = study.networks("demo", "convnet", (0.9,), 1500)
+    assert net.spec.model.name == "convnet" and dict(net.spec.model.kwargs)["norm"] == "batch"
+    assert net.densities == (0.9,) and net.spec.train.steps == 1500
+    assert net.label == "ConvNet-3 / Fashion-MNIST" and net.test_limit == 2000
+    (lenet,) = study.networks("full")
+    assert lenet.spec.model.name == "lenet300-100" and len(lenet.densities) == 5
+    for args, message in (
+        (("ci", "resnet"), "unknown network"),
+        (("ci", "convnet", (1.0,)), "strictly between 0 and 1"),
+        (("ci", "convnet", None, 0), "steps must be at least 1"),
+    ):
+        with pytest.raises(study.LandscapeError, match=message):
+            study.networks(*args)
+    assert study.main(["--network", "convnet", "--densities", "1.5", "--runs", "x"]) == 2
+
+
 @pytest.mark.slow
 def test_dst_corruption_study_ci_scale(tmp_path, capsys):
     study = _load()

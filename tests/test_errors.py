@@ -21,7 +21,17 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.analysis import barriers, evaluate, interpolate, interpolate_state, predict
+from landscape.analysis import (
+    barriers,
+    evaluate,
+    hessian_diagonal,
+    hessian_eigenvalues,
+    hessian_spectrum,
+    hessian_trace,
+    interpolate,
+    interpolate_state,
+    predict,
+)
 from landscape.cli import main
 from landscape.data import BatchIterator, DatasetInfo, Split, get_dataset, normalize, read_idx
 from landscape.devices import resolve_device
@@ -37,7 +47,7 @@ from landscape.io import (
 )
 from landscape.models import create_model
 from landscape.plot import barrier_vs_rewind, save_figure
-from landscape.sparse import apply_masks, random_masks
+from landscape.sparse import apply_masks, random_masks, save_masks
 from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
 from landscape.train import (
     EDST,
@@ -155,6 +165,7 @@ def w(tmp_path_factory) -> SimpleNamespace:
     (root / "renamed").mkdir()
     shutil.copytree(run.dir, root / "renamed" / "my-best-run")
     torch.save({"format": "landscape-checkpoint/1", "meta": {}}, root / "malformed.pt")
+    save_masks(root / "other_masks.pt", {"fc9.weight": torch.ones(3, 3, dtype=torch.bool)})
     return SimpleNamespace(
         root=root,
         runs=runs,
@@ -208,6 +219,25 @@ API_CASES = [
     ("interp-uint8", lambda w: interpolate(_mlp(0), _mlp(1), (w.x.byte(), w.y)), "uint8"),
     ("interp-labels", lambda w: interpolate(_mlp(0), _mlp(1), (w.x, w.y + 3)), "labels span"),
     ("interp-shape", lambda w: interpolate(_mlp(0), _mlp(1), (w.x[..., :5], w.y)), "cannot run on inputs"),
+    ("hessian-method", lambda w: hessian_diagonal(_mlp(), (w.x, w.y), "lanczos"), "unknown Hessian diagonal method"),
+    ("hessian-probes-exact", lambda w: hessian_diagonal(_mlp(), (w.x, w.y), "exact", probes=5), "probes= is for Hutchinson"),
+    ("hessian-probes-zero", lambda w: hessian_diagonal(_mlp(), (w.x, w.y), "hutchinson", probes=0), "probes must be"),
+    ("hessian-block", lambda w: hessian_diagonal(_mlp(), (w.x, w.y), block=0), "block must be"),
+    ("hessian-batches", lambda w: hessian_diagonal(_mlp(), (w.x, w.y), batches=0), "batches must be"),
+    ("hessian-generator", lambda w: hessian_diagonal(_mlp(), (w.x, w.y), "hutchinson", generator=0), "generator must be"),
+    ("hessian-masks-arch", lambda w: hessian_diagonal(_mlp(), (w.x, w.y), masks={"9.weight": torch.ones(2)}), "lacks"),
+    ("hessian-frozen", lambda w: hessian_diagonal(_mlp().requires_grad_(False), (w.x, w.y)), "no parameters that require a gradient"),
+    ("hessian-empty", lambda w: hessian_diagonal(_mlp(), (w.x[:0], w.y[:0])), "empty"),
+    ("hessian-uint8", lambda w: hessian_diagonal(_mlp(), (w.x.byte(), w.y)), "uint8"),
+    ("hessian-labels", lambda w: hessian_diagonal(_mlp(), (w.x, w.y + 3)), "labels span"),
+    ("hessian-shape", lambda w: hessian_diagonal(_mlp(), (w.x[..., :5], w.y)), "cannot run on inputs"),
+    ("hessian-state-dict", lambda w: hessian_diagonal(_mlp().state_dict(), (w.x, w.y)), "is a dict"),
+    ("hessian-backpack-bn", lambda w: hessian_diagonal(_bn(), (w.x, w.y), "backpack"), "nn.Sequential of the layers"),
+    ("hessian-k", lambda w: hessian_eigenvalues(_mlp(), (w.x, w.y), k=1000), "Lanczos needs k <"),
+    ("hessian-which", lambda w: hessian_eigenvalues(_mlp(), (w.x, w.y), which="BE"), "which must be"),
+    ("hessian-trace-method", lambda w: hessian_trace(_mlp(), (w.x, w.y), "exactly"), "unknown trace method"),
+    ("hessian-hutchpp-probes", lambda w: hessian_trace(_mlp(), (w.x, w.y), "hutchpp", probes=10_000), "fewer probes"),
+    ("hessian-spectrum-steps", lambda w: hessian_spectrum(_mlp(), (w.x, w.y), lanczos_steps=10_000), "fewer steps"),
     ("interp-state-keys", lambda w: interpolate_state({"a": w.x}, {"b": w.x}, 0.5), "different entries"),
     ("interp-state-alpha", lambda w: interpolate_state({"a": w.x}, {"a": w.x}, "half"), "alpha must be a number"),
     ("barriers-lengths", lambda w: barriers([0, 1], [0.1]), "one value per alpha"),
@@ -444,6 +474,14 @@ CLI_CASES = [
     ("plot-short-row", ["plot", "barrier", "{root}/short.csv", "--out", "{root}/fig"], "landscape plot", "fewer cells"),
     ("interp-json-fifo", ["interpolate", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--json", "{root}/fifo"], "landscape interpolate", "not a regular file"),
     ("plot-kind", ["plot", "surface", "{root}/other.csv", "--out", "{root}/fig"], "landscape plot", "invalid choice"),
+    ("hessian-missing", ["hessian", "{root}/nope.pt", "--data", "test-blobs"], "landscape hessian", "does not exist"),
+    ("hessian-method", ["hessian", "{ckpt}", "--data", "test-blobs", "--method", "lanczos"], "landscape hessian", "invalid choice"),
+    ("hessian-probes", ["hessian", "{ckpt}", "--data", "test-blobs", "--method", "exact", "--probes", "3"], "landscape hessian", "probes= is for Hutchinson"),
+    ("hessian-masks", ["hessian", "{ckpt}", "--data", "test-blobs", "--masks", "{root}/nope.pt"], "landscape hessian", "no mask file"),
+    ("hessian-masks-arch", ["hessian", "{ckpt}", "--data", "test-blobs", "--masks", "{root}/other_masks.pt"], "landscape hessian", "another architecture|lacks"),
+    ("hessian-spectrum", ["hessian", "{ckpt}", "--data", "test-blobs", "--spectrum"], "landscape hessian", "--spectrum writes a CSV"),
+    ("hessian-batches", ["hessian", "{ckpt}", "--data", "test-blobs", "--batches", "0"], "landscape hessian", "--batches: expected a whole number >= 1"),
+    ("hessian-wrong-data", ["hessian", "{ckpt}", "--data", "test-images"], "landscape hessian", "cannot run on inputs|do not fit"),
 ]  # fmt: skip
 
 

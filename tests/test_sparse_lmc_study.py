@@ -106,6 +106,25 @@ def test_sparse_lmc_study_ci_scale(tmp_path, capsys):
     for name in ("barrier_vs_density", "accuracy_vs_density", "interpolation"):
         assert (out / f"{name}.pdf").is_file() and (out / f"{name}.png").is_file()
     assert (out / "examples_vs_accuracy.png").is_file()
+    # the Hessian of every checked arm's subnetwork, on the whole training split
+    hessian = read_rows(out / "hessian.csv")
+    assert {(r["arm"], r["level"]) for r in hessian} == {(r["arm"], r["level"]) for r in barriers}
+    train = study.get_dataset("mnist1d", split="train")
+    for r in hessian:
+        assert r["method"] == "backpack" and r["examples"] == len(train)
+        assert r["top_eigenvalue"] > 0 and 0 <= r["fraction_negative"] < 0.5
+        assert r["trace"] > 0  # near a minimum of the training loss the curvature is positive
+    histogram = read_rows(out / "hessian_histogram.csv")
+    deepest = max(net.checked)
+    shown = {r["arm"] for r in barriers if r["level"] == deepest} | {"dense"}
+    assert {r["arm"] for r in histogram} == shown
+    for arm in shown:  # every unpruned entry counted once
+        total = sum(r["fraction"] for r in histogram if r["arm"] == arm)
+        assert total == pytest.approx(1.0)
+    spectrum = read_rows(out / "spectrum.csv")
+    assert {r["arm"] for r in spectrum} == shown
+    for name in ("hessian_diagonal", "hessian_spectrum"):
+        assert (out / f"{name}.png").is_file()
     printed = capsys.readouterr().out
     assert "conv1d / MNIST-1D level 2" in printed
     assert "conv1d / MNIST-1D: the mask search to level 2 processed 30,000 real" in printed

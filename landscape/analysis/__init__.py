@@ -23,6 +23,18 @@ from landscape.analysis.diversity import (
     ticket_barrier,
 )
 from landscape.analysis.evaluate import EvalResult, evaluate, iter_batches, predict
+from landscape.analysis.hessian import (
+    HessianDiagonal,
+    TraceEstimate,
+    backpack_supports,
+    diagonal_histogram,
+    diagonal_rows,
+    hessian_diagonal,
+    hessian_eigenvalues,
+    hessian_operator,
+    hessian_spectrum,
+    hessian_trace,
+)
 from landscape.analysis.interpolate import Interpolation, barriers, interpolate, interpolate_state
 from landscape.analysis.robustness import (
     corruption_errors,
@@ -45,12 +57,17 @@ __all__ = [
     "Diversity",
     "EnsembleMetrics",
     "EvalResult",
+    "HessianDiagonal",
     "Interpolation",
     "ProbabilityMetrics",
+    "TraceEstimate",
+    "backpack_supports",
     "barriers",
     "brier_score",
     "corruption_errors",
     "corruption_rows",
+    "diagonal_histogram",
+    "diagonal_rows",
     "disagreement",
     "diversity",
     "diversity_rows",
@@ -59,6 +76,11 @@ __all__ = [
     "expected_calibration_error",
     "frequency_filter",
     "frequency_mask",
+    "hessian_diagonal",
+    "hessian_eigenvalues",
+    "hessian_operator",
+    "hessian_spectrum",
+    "hessian_trace",
     "interpolate",
     "interpolate_state",
     "iter_batches",

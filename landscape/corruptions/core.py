@@ -7,12 +7,17 @@ shape (values outside [0, 1] are clipped by :func:`corrupt`). It registers itsel
 :func:`register` together with its parameter table: five entries (severities 1-5) for each of
 ``"cifar"`` (32 px), ``"tiny"`` (Tiny-ImageNet, 64 px), ``"imagenet"`` (224 px) and
 ``"mnist"`` (28 px greyscale).
+
+A corruption whose result on 8-bit images is cheaper to compute on the 8-bit levels themselves
+(salt and pepper, pixelation) may also register a uint8 path with :func:`register_uint8`:
+``fn8(x, p, draws) -> y`` on uint8 ``(B, C, H, W)``, drawing the same random numbers as ``fn``
+and returning exactly what ``fn`` followed by the truncation to uint8 returns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -78,6 +83,7 @@ class Corruption:
     fn: Callable[[torch.Tensor, Any, Draws], torch.Tensor]
     params: dict[str, tuple[Any, ...]]
     random: bool
+    uint8: Callable[[torch.Tensor, Any, Draws], torch.Tensor] | None = None
 
 
 _REGISTRY: dict[str, Corruption] = {}
@@ -100,6 +106,17 @@ def register(name: str, params: dict[str, Sequence[Any]], *, random: bool = True
     def wrap(fn):
         _REGISTRY[name] = Corruption(name, fn, {t: tuple(params[t]) for t in TABLES}, random)
         return fn
+
+    return wrap
+
+
+def register_uint8(name: str):
+    """Register ``fn8`` as the uint8 path of the already registered corruption ``name``: it
+    must give, bit for bit, what the float path gives after the truncation to uint8."""
+
+    def wrap(fn8):
+        _REGISTRY[name] = replace(_REGISTRY[name], uint8=fn8)
+        return fn8
 
     return wrap
 
@@ -153,7 +170,7 @@ def corrupt(
         or not (1 <= int(severity) <= 5)
     ):
         raise LandscapeError(f"severity must be a whole number from 1 to 5, got {severity!r}")
-    x, dtype = _as_float(images)
+    x, dtype = _as_float(images, keep_uint8=corruption.uint8 is not None)
     if table == "auto":
         table = table_for(max(x.shape[-2:]))
     if table not in TABLES:
@@ -167,6 +184,8 @@ def corrupt(
     flat = x.reshape(-1, *shape[-3:])
     draws = Draws(generator, shape[0], frames, x.device)
     params = corruption.params[table][int(severity) - 1]
+    if x.dtype == torch.uint8:  # the corruption's own 8-bit path
+        return corruption.uint8(flat, params, draws).reshape(shape)
     # full float32 convolutions on GPUs too (cuDNN may use TF32 by default), so a CUDA run
     # writes the same images as a CPU run
     with torch.backends.cudnn.flags(
@@ -177,11 +196,13 @@ def corrupt(
     ):
         out = corruption.fn(flat, params, draws).clamp_(0.0, 1.0).reshape(shape)
     if dtype == torch.uint8:
-        return (out * 255).to(torch.uint8)
+        return out.mul_(255).to(torch.uint8)
     return out.to(dtype)
 
 
-def _as_float(images: Any) -> tuple[torch.Tensor, torch.dtype]:
+def _as_float(images: Any, keep_uint8: bool = False) -> tuple[torch.Tensor, torch.dtype]:
+    """Checked images as float32 in [0, 1] and their dtype (uint8 kept as it is when
+    ``keep_uint8``)."""
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     if not torch.is_tensor(images):
@@ -196,7 +217,7 @@ def _as_float(images: Any) -> tuple[torch.Tensor, torch.dtype]:
             f"x.permute(0, 3, 1, 2)"
         )
     if images.dtype == torch.uint8:
-        return images.float() / 255.0, torch.uint8
+        return (images if keep_uint8 else images.float().div_(255.0)), torch.uint8
     if not images.is_floating_point():
         raise LandscapeError(f"images must be uint8 or float in [0, 1], got {images.dtype}")
     lo, hi = float(images.min()), float(images.max())

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import decode_jpeg, encode_jpeg
 
-from landscape.corruptions.core import Draws, register
+from landscape.corruptions.core import Draws, register, register_uint8
 
 # ---------------------------------------------------------------------------------------------
 # Colour: brightness, contrast, saturate
@@ -153,19 +153,24 @@ def pixelate(x: torch.Tensor, factor: float, draws: Draws) -> torch.Tensor:
     """PIL ``BOX`` resize of the 8-bit image to ``int(side * factor)`` and back (as the
     scripts do; the way back is a nearest-neighbour copy, which ``imagecorruptions`` asks
     for by name)."""
+    levels = torch.round(x * 255.0).to(torch.uint8)
+    return (pixelate_uint8(levels, factor, draws).to(x.dtype)) / 255.0
+
+
+@register_uint8("pixelate")
+def pixelate_uint8(x: torch.Tensor, factor: float, draws: Draws) -> torch.Tensor:
+    """:func:`pixelate` on 8-bit levels, shrunk and enlarged as bytes."""
     h, w = x.shape[-2:]
-    if max(h, w) > 64:  # gathered rows (see _box_rows), the horizontal pass on the transpose
-        q = torch.round(x.transpose(-1, -2) * 255.0).contiguous()
-        q = _box_rows(q, int(w * factor)).transpose(-1, -2).contiguous()
-        small = _box_rows(q, int(h * factor)) / 255.0
+    if max(h, w) > 64:  # gathered windows (see _box_gather)
+        small = _box_gather(_box_gather(x, int(w * factor), -1), int(h * factor), -2)
     else:  # matrix products
-        small = _box_levels(torch.round(x * 255.0), int(h * factor), int(w * factor)) / 255.0
-    # enlarging copies one coarse pixel to each fine one: columns on the coarse rows (as
-    # rows of the transpose, the fast direction to gather), then whole rows
+        small = _box_levels(x.float(), int(h * factor), int(w * factor))
+    small = small.to(torch.uint8)
+    # enlarging copies one coarse pixel to each fine one (PIL NEAREST): columns, then rows
     cols = _pil_box_taps(small.shape[-1], w)[0].to(x.device)
     rows = _pil_box_taps(small.shape[-2], h)[0].to(x.device)
-    small = small.transpose(-1, -2).index_select(-2, cols).transpose(-1, -2)
-    return small.index_select(-2, rows).to(x.dtype)
+    cols = cols.expand(*small.shape[:-1], w)  # gather: faster than index_select on the last axis
+    return torch.gather(small, -1, cols).index_select(-2, rows)
 
 
 _PIL_BITS = 22  # PRECISION_BITS of Pillow's 8-bit resampling (libImaging/Resample.c)
@@ -221,23 +226,60 @@ def _box_levels(q: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return q
 
 
-def _box_rows(q: torch.Tensor, size_out: int) -> torch.Tensor:
-    """One Pillow ``BOX`` pass along the rows (axis -2) of 8-bit levels held as floats, the
-    windows summed from whole rows gathered at each offset into them: on large images
-    cheaper than the matrix product, whose cost grows with the side."""
-    first, last, weight = (t.to(q.device) for t in _pil_box_taps(q.shape[-2], size_out))
-    length = (last - first).cpu()
-    window = q.index_select(-2, first)
-    if size_out >= q.shape[-2]:  # enlarging: every output row copies one input row
-        return window
+def _box_gather(q: torch.Tensor, size_out: int, axis: int) -> torch.Tensor:
+    """One Pillow ``BOX`` pass along ``axis`` (-1 or -2) of 8-bit levels (uint8, or floats
+    holding whole levels; float out), the window sums added up from the input gathered at
+    each offset into the windows: on large images cheaper than the matrix product, whose cost
+    grows with the side."""
+    size_in = q.shape[axis]
+    first, last, weight = (t.to(q.device) for t in _pil_box_taps(size_in, size_out))
+    length = last - first
+    if axis == -1:
+        shape = (*q.shape[:-1], size_out)
+
+        def take(index):  # gather: faster than index_select on the last axis
+            return torch.gather(q, -1, index.expand(shape))
+    else:
+
+        def take(index):
+            return q.index_select(-2, index)
+
+    if size_out >= size_in:  # enlarging: every output pixel copies one input pixel
+        return take(first)
+    along = (lambda t: t) if axis == -1 else (lambda t: t.view(-1, 1))
+    window = take(first).float()  # gathering bytes moves a quarter of the memory of floats
     for t in range(1, int(length.max())):
-        take = q.index_select(-2, (first + t).clamp(max=q.shape[-2] - 1))
+        part = take((first + t).clamp(max=size_in - 1))
         if bool((length > t).all()):
-            window += take
+            window += part
         else:
-            window += take * (length > t).view(-1, 1).to(q.device, q.dtype)
-    fixed = window.to(torch.int32) * weight.view(-1, 1) + (1 << (_PIL_BITS - 1))
-    return torch.bitwise_right_shift(fixed, _PIL_BITS).clamp_(0, 255).to(q.dtype)
+            window += part * along(length > t)
+    return _round_fixed(window, weight, along)
+
+
+def _round_fixed(window: torch.Tensor, weight: torch.Tensor, along) -> torch.Tensor:
+    """Pillow's rounding of window sums (whole numbers held as floats) to 8 bits:
+    ``(sum * weight + 2^21) >> 22``, clipped to [0, 255]. Where float32 gives exactly that for
+    every possible sum of every window length present (checked once per length: true below
+    161 pixels) it computes in float32, else in int32 (products stay below 2^31)."""
+    if all(_float_rounding_exact(int(w)) for w in torch.unique(weight).tolist()):
+        scale = along((weight.double() / (1 << _PIL_BITS)).float())
+        return window.mul_(scale).add_(0.5).floor_().clamp_(0, 255)
+    fixed = window.to(torch.int32).mul_(along(weight)).add_(1 << (_PIL_BITS - 1))
+    fixed >>= _PIL_BITS  # a Python int shift: twice as fast as bitwise_right_shift on a CPU
+    return fixed.clamp_(0, 255).to(window.dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _float_rounding_exact(weight: int) -> bool:
+    """Whether float32 ``floor(sum * (weight / 2^22) + 0.5)`` equals Pillow's fixed-point
+    rounding for every sum of 8-bit levels a window with this weight can have."""
+    n = round((1 << _PIL_BITS) / weight)  # the window's length
+    sums = torch.arange(255 * n + 1, dtype=torch.int64)
+    exact = ((sums * weight + (1 << (_PIL_BITS - 1))) >> _PIL_BITS).clamp(0, 255)
+    scale = torch.tensor(weight / (1 << _PIL_BITS), dtype=torch.float32)
+    fast = (sums.float() * scale + 0.5).floor().clamp(0, 255).long()
+    return torch.equal(exact, fast)
 
 
 def _box_pass(q: torch.Tensor, size_out: int, axis: int) -> torch.Tensor:
@@ -248,9 +290,8 @@ def _box_pass(q: torch.Tensor, size_out: int, axis: int) -> torch.Tensor:
     window = torch.matmul(q, m.T) if axis == -1 else torch.matmul(m, q)
     if size_out >= size_in:  # enlarging: every output pixel copies one input pixel
         return window
-    weight = weight.to(q.device).view(-1) if axis == -1 else weight.to(q.device).view(-1, 1)
-    fixed = window.to(torch.int32) * weight + (1 << (_PIL_BITS - 1))
-    return torch.bitwise_right_shift(fixed, _PIL_BITS).clamp_(0, 255).to(q.dtype)
+    along = (lambda t: t) if axis == -1 else (lambda t: t.view(-1, 1))
+    return _round_fixed(window, weight.to(q.device), along)
 
 
 @register(

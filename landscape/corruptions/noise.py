@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from landscape.corruptions.core import Draws, register
+from landscape.corruptions.core import Draws, register, register_uint8
 
 
 @register(
@@ -116,7 +116,14 @@ def impulse_noise(x: torch.Tensor, amount: float, draws: Draws) -> torch.Tensor:
     """Salt and pepper (``skimage.util.random_noise(mode="s&p")``): each pixel and channel
     independently becomes 1 with probability ``amount / 2``, 0 with ``amount / 2``."""
     u = draws.rand(*x.shape[1:])
-    return torch.where(u < amount / 2, 1.0, torch.where(u < amount, 0.0, x))
+    return x.masked_fill(u < amount, 0.0).masked_fill_(u < amount / 2, 1.0)
+
+
+@register_uint8("impulse_noise")
+def impulse_noise_uint8(x: torch.Tensor, amount: float, draws: Draws) -> torch.Tensor:
+    """:func:`impulse_noise` on 8-bit levels: the same draws, 255 for salt."""
+    u = draws.rand(*x.shape[1:])
+    return x.masked_fill(u < amount, 0).masked_fill_(u < amount / 2, 255)
 
 
 @register(

@@ -340,8 +340,8 @@ def chamfer_distance(edges: torch.Tensor, cap: float) -> torch.Tensor:
         knight = torch.minimum(one[..., :h, :], one[..., 4 : 4 + h, :])
         knight = torch.minimum(knight, two[..., 1 : 1 + h, :])
         knight = torch.minimum(knight, two[..., 3 : 3 + h, :]).add_(c)
+        # (no clamp needed: nothing goes above the values already held, all at most cap)
         new = torch.minimum(torch.minimum(inner, axis), torch.minimum(diagonal, knight))
-        new = new.clamp_(max=top)
         if torch.equal(new, inner):
             break
         inner.copy_(new)

@@ -308,7 +308,8 @@ def spatter(x: torch.Tensor, p: tuple, draws: Draws) -> torch.Tensor:
         return x * (1 - m) + ops.colour(_MUD, c, x) * m
     # .astype(np.uint8), which wraps values above 255 round to 0 (x86): a drop peaking above 1
     # gets a dark core in the scripts' data, and so here
-    level = torch.remainder(torch.floor(layer * 255), 256).to(x.dtype)[:, 0]
+    # (the layer is 0 or above the threshold here: truncation is the floor)
+    level = ((layer[:, 0] * 255).to(torch.int64) & 255).to(x.dtype)
     dist = ops.chamfer_distance(canny(level, 50, 150), 20.0)
     # cv2.blur of float32 sums in float64, scales by 1/9 and rounds to float32; then
     # .astype(np.uint8) truncates, so a mean of exactly 20 must not come out as 19.999998
@@ -346,10 +347,11 @@ def canny(v: torch.Tensor, low: float, high: float) -> torch.Tensor:
         return mp[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
 
     # OpenCV's integer angle tests; every product stays below 2^31
-    ax, ay = gx.abs().to(torch.int32), gy.abs().to(torch.int32) << 15
+    # (shifts by a Python int as products: several times faster on a CPU, equal here)
+    ax, ay = gx.abs().to(torch.int32), gy.abs().to(torch.int32) * (1 << 15)
     tg22 = ax * _TG22
     horizontal = ay < tg22
-    vertical = ay > tg22 + (ax << 16)
+    vertical = ay > tg22 + ax * (1 << 16)
     same_sign = (gx < 0) == (gy < 0)  # OpenCV's (xs ^ ys) >= 0, s = 1
     keep = torch.where(
         horizontal,

@@ -1,5 +1,6 @@
 """Figure functions: result rows -> matplotlib Figure, in one house style."""
 
+from landscape.plot.curvature import diagonal_histograms, eigenvalue_density
 from landscape.plot.curves import (
     as_frame,
     band_plot,
@@ -25,7 +26,9 @@ __all__ = [
     "as_frame",
     "band_plot",
     "barrier_vs_rewind",
+    "diagonal_histograms",
     "disagreement_heatmap",
+    "eigenvalue_density",
     "interpolation_curves",
     "metric_vs_density",
     "prediction_embedding_plot",
