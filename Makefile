@@ -56,6 +56,8 @@ figures: setup
 	$(PY) analyses/distillation.py --scale demo
 	$(PY) analyses/freetickets.py --scale full
 	$(PY) analyses/dst_corruption.py --scale full
+	$(PY) analyses/dst_corruption.py --scale full --network convnet --densities 0.9 --steps 1500 --replicates 2
+	$(PY) analyses/geometry.py --scale full
 
 bench: setup
 	$(PY) benchmarks/interpolation.py --quick
@@ -63,6 +65,8 @@ bench: setup
 	$(PY) benchmarks/dst_step.py --quick
 	$(PY) benchmarks/corruptions.py --quick
 	$(PY) benchmarks/distill_dm.py --quick
+	$(PY) benchmarks/curvature.py --quick
+	$(PY) benchmarks/surface.py --quick
 
 clean:
 	rm -rf runs results .pytest_cache

@@ -142,9 +142,7 @@ def networks(
     if scale in CONFIGS:
         return [CONFIGS[scale]()]
     if network not in EMBEDDED:
-        raise LandscapeError(
-            f"unknown network {network!r}; choose one of {', '.join(EMBEDDED)}"
-        )
+        raise LandscapeError(f"unknown network {network!r}; choose one of {', '.join(EMBEDDED)}")
     default_steps, default_densities, limit = {
         "ci": (300, (0.9, 0.5), 200),
         "demo": (3000, (0.9, 0.7, 0.5), 2000),

@@ -36,7 +36,9 @@ trace, mean, median and fraction negative of the unpruned entries, and the top e
 that subset),
 ``hessian_histogram.csv``, ``spectrum.csv`` and the figures ``hessian_diagonal`` (log-scale
 histograms of ``|H_ii|``, the dense network and the arms of the deepest checked level side by
-side) and ``hessian_spectrum``.
+side) and ``hessian_spectrum``. For the same arms it draws the loss surface on the plane
+through the arm's run and its two children (Garipov et al. 2018; the three share the mask, so
+the plane lies in the subnetwork): ``surface.csv``, ``surface_marks.csv`` and ``surface``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from landscape.analysis import (
     hessian_eigenvalues,
     hessian_spectrum,
     interpolate,
+    plane_surface,
 )
 from landscape.analysis.interpolate import has_batchnorm
 from landscape.data import get_dataset
@@ -71,6 +74,7 @@ from landscape.plot import (
     metric_vs_density,
     save_figure,
     scatter_by,
+    surface_panels,
 )
 from landscape.sparse import density, shuffle_masks
 from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
@@ -87,12 +91,14 @@ HISTOGRAM_BINS = 60
 
 @dataclass(frozen=True)
 class Curvature:
-    """How the Hessian is taken: ``batches`` of ``batch_size`` training examples (``None``:
-    the whole split), and Lanczos steps for the eigenvalue density (0: none)."""
+    """How the geometry is measured: the Hessian on ``batches`` of ``batch_size`` training
+    examples (``None``: the whole split), Lanczos steps for the eigenvalue density (0: none),
+    and grid points per axis of the loss surface on each arm's plane (0: none)."""
 
     batch_size: int = 1024
     batches: int | None = None
     lanczos_steps: int = 48
+    surface_points: int = 11  # the plane through each arm's three models (0: none)
 
 
 @dataclass(frozen=True)
@@ -310,7 +316,7 @@ def run_network(
     train_d = train_split.to(device)
     spectrum_d = train_split.subset(SPECTRUM_EXAMPLES).to(device)
     level_rows, barrier_rows, curve_rows = [], [], []
-    hessian_rows, spectrum_rows, diagonals = [], [], []
+    hessian_rows, spectrum_rows, diagonals, surface_rows, mark_rows = [], [], [], [], []
     for replicate in range(replicates):
         start = time.perf_counter()
         spec = replicate_spec(net, replicate)
@@ -394,6 +400,27 @@ def run_network(
                         model, spectrum_d, masks=arm.masks, lanczos_steps=curvature.lanczos_steps
                     )
                     spectrum_rows += [{**keys, **r} for r in spectrum]
+                if curvature.surface_points:
+                    # the plane through the arm's run and its two children: all share the
+                    # mask, so the plane lies in the subnetwork
+                    plane = plane_surface(
+                        model,
+                        model_a,
+                        model_b,
+                        test_d,
+                        points=curvature.surface_points,
+                        train_data=bn_d if bn else None,
+                    )
+                    surface_rows += plane.rows(**keys)
+                    names = {
+                        "a": "noise 0",
+                        "b": f"noise {NOISE_SEEDS[0]}",
+                        "c": f"noise {NOISE_SEEDS[1]}",
+                    }
+                    mark_rows += [
+                        {**keys, "model": names[k], "x": x, "y": y}
+                        for k, (x, y) in plane.marks.items()
+                    ]
         log.info("%s replicate %d: %.0f s", net.label, replicate, time.perf_counter() - start)
     return {
         "levels": level_rows,
@@ -402,6 +429,8 @@ def run_network(
         "hessian": hessian_rows,
         "hessian_histogram": _histograms(net, diagonals),
         "spectrum": spectrum_rows,
+        "surface": surface_rows,
+        "surface_marks": mark_rows,
     }
 
 
@@ -542,7 +571,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--hessian-batch-size", type=int, default=1024)
     parser.add_argument(
-        "--lanczos-steps", type=int, default=48, help="for the eigenvalue density (0: none)"
+        "--lanczos-steps",
+        type=int,
+        default=None,
+        help="for the eigenvalue density (default 48, ci 16; 0: none)",
+    )
+    parser.add_argument(
+        "--surface-points",
+        type=int,
+        default=None,
+        help="grid points per axis of each arm's plane at the deepest checked level "
+        "(default 11, ci 5; 0: none)",
     )
     parser.add_argument("--device", default=None)
     parser.add_argument("--plot-only", action="store_true", help="re-render from the CSVs")
@@ -563,7 +602,16 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, scale: str, out: Path) -> int:
     device = resolve_device(args.device)
     start = time.perf_counter()
-    tables = ("levels", "barriers", "interpolation", "hessian", "hessian_histogram", "spectrum")
+    tables = (
+        "levels",
+        "barriers",
+        "interpolation",
+        "hessian",
+        "hessian_histogram",
+        "spectrum",
+        "surface",
+        "surface_marks",
+    )
     if args.plot_only:  # tables from before the Hessian part are simply not drawn
         rows = {
             t: read_rows(out / f"{t}.csv") if (out / f"{t}.csv").is_file() else [] for t in tables
@@ -571,9 +619,14 @@ def _run(args: argparse.Namespace, scale: str, out: Path) -> int:
     else:
         if args.hessian_batches is not None and args.hessian_batches < 1:
             raise LandscapeError("--hessian-batches must be at least 1")
-        if args.hessian_batch_size < 1 or args.lanczos_steps < 0:
+        small = scale == "ci"  # the CI scale checks the machinery on a coarse grid
+        lanczos = (16 if small else 48) if args.lanczos_steps is None else args.lanczos_steps
+        points = (5 if small else 11) if args.surface_points is None else args.surface_points
+        if args.hessian_batch_size < 1 or lanczos < 0:
             raise LandscapeError("--hessian-batch-size must be >= 1, --lanczos-steps >= 0")
-        curvature = Curvature(args.hessian_batch_size, args.hessian_batches, args.lanczos_steps)
+        if points != 0 and not 2 <= points <= 1000:
+            raise LandscapeError("--surface-points must be 0 (none) or from 2 to 1000")
+        curvature = Curvature(args.hessian_batch_size, args.hessian_batches, lanczos, points)
         rows = {t: [] for t in tables}
         for net in networks(scale):
             net = replace(net, distill=_distill_choice(net.distill, args))
@@ -624,6 +677,18 @@ def _run(args: argparse.Namespace, scale: str, out: Path) -> int:
             shown = [a for a in order if a in {r["arm"] for r in part}]
             stem = "hessian_spectrum" + _suffix(label, rows["spectrum"])
             figures += save_figure(eigenvalue_density(part, hue="arm", hue_order=shown), out / stem)
+    if rows["surface"]:
+        for label in dict.fromkeys(r["network"] for r in rows["surface"]):
+            part = [r for r in rows["surface"] if r["network"] == label]
+            marks = {}
+            for r in rows["surface_marks"]:
+                if r["network"] == label:
+                    marks.setdefault(r["arm"], {})[r["model"]] = (r["x"], r["y"])
+            shown = [a for a in order if a in {r["arm"] for r in part}]
+            stem = "surface" + _suffix(label, rows["surface"])
+            figures += save_figure(
+                surface_panels(part, "arm", marks=marks, panel_order=shown), out / stem
+            )
     print("\n".join(summarize(barrier_rows, level_rows)))
     print("\n".join(_curvature_lines(rows["hessian"])))
     print(f"tables:  {out / 'levels.csv'}, {out / 'barriers.csv'}")

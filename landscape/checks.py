@@ -57,3 +57,15 @@ def _numpy_real(value: Any) -> bool:
     """A numpy integer or floating scalar (``np.float32(0.5)``) counts as a number."""
     kind = getattr(getattr(value, "dtype", None), "kind", None)
     return kind in ("i", "u", "f") and getattr(value, "ndim", 1) == 0
+
+
+def cpu_generator(generator: Any, seed: int = 0) -> Any:
+    """``generator`` if it is a CPU ``torch.Generator``; a new one seeded with ``seed`` for
+    ``None`` (so a call without one is repeatable); anything else is one clear error."""
+    import torch
+
+    if generator is None:
+        return torch.Generator().manual_seed(seed)
+    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        raise LandscapeError("generator must be a CPU torch.Generator, e.g. torch.Generator()")
+    return generator

@@ -103,6 +103,26 @@ def _add_model_data(p: argparse.ArgumentParser, model_help: str | None = None) -
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if any)")
 
 
+def _add_line_args(p: argparse.ArgumentParser) -> None:
+    """Where and how finely a line between two checkpoints is evaluated."""
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--points", type=_whole(2), default=21)
+    p.add_argument(
+        "--bn-reset",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recompute BatchNorm statistics on the train split at each alpha "
+        "(default: on for BatchNorm models)",
+    )
+    p.add_argument(
+        "--bn-examples",
+        type=_whole(0, " (0 for the whole split)"),
+        default=4096,
+        help="training examples (a fixed random subset) for the BatchNorm reset; "
+        "0 for the whole split",
+    )
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     """The options of a RunSpec: model, data, optimiser, schedule, length and seeds."""
     _add_model_data(p)
@@ -311,23 +331,40 @@ def _parser() -> argparse.ArgumentParser:
         "model name, or path/to/file.py:ClassName (or module:ClassName) for your own; "
         "default: the one recorded in this project's checkpoints",
     )
-    i.add_argument("--split", default="test", choices=["train", "test"])
-    i.add_argument("--points", type=_whole(2), default=21)
+    _add_line_args(i)
     i.add_argument(
-        "--bn-reset",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="recompute BatchNorm statistics on the train split at each alpha "
-        "(default: on for BatchNorm models)",
-    )
-    i.add_argument(
-        "--bn-examples",
-        type=_whole(0, " (0 for the whole split)"),
-        default=4096,
-        help="training examples (a fixed random subset) for the BatchNorm reset; "
-        "0 for the whole split",
+        "--align",
+        action="store_true",
+        help="permute B's hidden units onto A's by weight matching first (Git Re-Basin); "
+        "the JSON then holds the line before alignment under 'unaligned'",
     )
     i.add_argument("--json", default=None, help="write the result here (default: stdout)")
+
+    al = sub.add_parser(
+        "align",
+        help="permute checkpoint B onto A by weight matching; barriers before and after",
+    )
+    al.add_argument("ckpt_a", help="the reference checkpoint, or a run directory")
+    al.add_argument("ckpt_b", help="the checkpoint to permute, likewise")
+    _add_model_data(
+        al,
+        "model name, or path/to/file.py:ClassName; default: the one recorded in this "
+        "project's checkpoints",
+    )
+    _add_line_args(al)
+    al.add_argument("--seed", type=_whole(0), default=0, help="seed of the sweep order")
+    al.add_argument("--max-iter", type=_whole(1), default=100, help="most sweeps")
+    al.add_argument("--json", default=None, help="also write the barriers and permutations here")
+    al.add_argument(
+        "--save",
+        default=None,
+        help="write the aligned checkpoint of B here (weights only, no optimiser state)",
+    )
+    al.add_argument(
+        "--save-masks",
+        default=None,
+        help="write B's run masks (IMP masks.pt, DST masks), permuted like its weights, here",
+    )
 
     h = sub.add_parser(
         "hessian", help="Hessian diagonal, trace and top eigenvalues of a checkpoint's loss"
@@ -364,6 +401,50 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="write STEM.json (summary), STEM.csv (per layer) and "
         "STEM-spectrum.csv; default: print the JSON",
+    )
+
+    sf = sub.add_parser(
+        "surface",
+        help="loss surface: random filter-normalised directions around a checkpoint, or the "
+        "plane through three",
+    )
+    sf.add_argument(
+        "checkpoints",
+        nargs="+",
+        help="one checkpoint (or run directory): directions around it; three: their plane",
+    )
+    _add_model_data(
+        sf,
+        "model name, or path/to/file.py:ClassName; default: the one the checkpoint records",
+    )
+    sf.add_argument("--split", default="test", choices=["train", "test"])
+    sf.add_argument("--examples", type=_whole(0), default=0, help="a fixed subset (0: all)")
+    sf.add_argument("--points", type=_whole(2), default=21, help="grid points per axis")
+    sf.add_argument("--dims", type=int, choices=[1, 2], default=2, help="a 1-D slice or 2-D")
+    sf.add_argument("--span", type=float, default=1.0, help="random directions: [-span, span]")
+    sf.add_argument("--margin", type=float, default=0.2, help="plane: room around the models")
+    sf.add_argument("--seed", type=_whole(0), default=0, help="of the random directions")
+    sf.add_argument("--normalization", default="filter", choices=["filter", "layer", "none"])
+    sf.add_argument(
+        "--keep-vectors",
+        action="store_true",
+        help="move biases and norm weights too (Li et al.'s default ignores them)",
+    )
+    sf.add_argument(
+        "--masks",
+        default="auto",
+        help="random directions: 'auto' (the run's masks: the slice stays in the "
+        "subnetwork), 'none', or a masks.pt file",
+    )
+    sf.add_argument(
+        "--bn-reset",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recompute BatchNorm statistics at every point (default: on for BN models)",
+    )
+    sf.add_argument("--bn-examples", type=_whole(0), default=4096)
+    sf.add_argument(
+        "--out", required=True, help="writes STEM.csv, STEM.json and the figure STEM.pdf/png"
     )
 
     pl = sub.add_parser("plot", help="render a figure from a CSV of result rows")
@@ -660,37 +741,106 @@ def _spawn(args: argparse.Namespace) -> int:
 
 def _interpolate(args: argparse.Namespace) -> int:
     from landscape.analysis import interpolate
+    from landscape.io import write_json
+
+    _, models, data, options = _line_inputs(args)
+    result = interpolate(*models, data, **options, align=args.align)
+    out = result.to_dict()
+    if args.json:
+        write_json(args.json, out)
+        before = result.unaligned
+        print(
+            f"wrote {args.json}: error barrier {result.error_barrier:.4f}, "
+            f"loss barrier {result.loss_barrier:.4f}"
+            + (
+                f" (before alignment {before.error_barrier:.4f}, {before.loss_barrier:.4f})"
+                if before is not None
+                else ""
+            )
+        )
+    else:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+def _line_inputs(args: argparse.Namespace) -> tuple[list, list, Any, dict[str, Any]]:
+    """The checkpoints, their models, the evaluation data (on the device) and the options
+    of :func:`landscape.analysis.interpolate` that ``--points``/``--bn-*`` set."""
     from landscape.analysis.interpolate import has_batchnorm
     from landscape.data import get_dataset
     from landscape.devices import resolve_device
-    from landscape.io import load_checkpoint, write_json
+    from landscape.io import load_checkpoint
 
     device = resolve_device(args.device)
     data = get_dataset(args.data, args.data_root, split=args.split)
-    info = data.info
-    ckpts = [load_checkpoint(_checkpoint_file(path)) for path in (args.ckpt_a, args.ckpt_b)]
-    models = _checkpoint_models(args, ckpts, args.ckpt_a, info, device)
+    paths = [_checkpoint_file(path) for path in (args.ckpt_a, args.ckpt_b)]
+    ckpts = [load_checkpoint(path) for path in paths]
+    models = _checkpoint_models(args, ckpts, args.ckpt_a, data.info, device)
     train_data = None
     if args.bn_reset is not False and has_batchnorm(models[0]):
         source = data if args.split == "train" else get_dataset(args.data, args.data_root)
         train_data = source.subset(args.bn_examples).to(device)
-    result = interpolate(
-        models[0],
-        models[1],
-        data.to(device),
-        points=args.points,
-        bn_reset=args.bn_reset,
-        train_data=train_data,
+    options = dict(points=args.points, bn_reset=args.bn_reset, train_data=train_data)
+    return list(zip(paths, ckpts)), models, data.to(device), options
+
+
+def _align(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import torch
+
+    from landscape.analysis import align, interpolate
+    from landscape.io import save_checkpoint, write_json
+    from landscape.sparse import save_masks
+
+    checkpoints, (model_a, model_b), data, options = _line_inputs(args)
+    (path_a, ckpt_a), (path_b, ckpt_b) = checkpoints
+    masks = None
+    if args.save_masks:
+        masks = _run_masks(path_b, ckpt_b)
+        if masks is None:
+            raise LandscapeError(
+                f"--save-masks: the run of {path_b} has no masks (it is dense); leave "
+                f"--save-masks out"
+            )
+    generator = torch.Generator().manual_seed(args.seed)
+    found = align(model_a, model_b, generator=generator, max_iter=args.max_iter, masks_b=masks)
+    before = interpolate(model_a, model_b, data, **options)
+    after = interpolate(model_a, found.model, data, **options)
+    summary = {
+        "checkpoint_a": str(path_a),
+        "checkpoint_b": str(path_b),
+        "data": args.data,
+        "split": args.split,
+        "error_barrier_before": before.error_barrier,
+        "error_barrier_after": after.error_barrier,
+        "loss_barrier_before": before.loss_barrier,
+        "loss_barrier_after": after.loss_barrier,
+        **found.to_dict(),
+        "interpolation": replace(after, unaligned=before).to_dict(),
+    }
+    print(
+        f"error barrier {before.error_barrier:.4f} -> {after.error_barrier:.4f}, loss barrier "
+        f"{before.loss_barrier:.4f} -> {after.loss_barrier:.4f} (weight matching: "
+        f"{len(found.perms)} permutations, {found.iterations} sweeps"
+        f"{'' if found.converged else ', stopped at --max-iter'})"
     )
-    out = result.to_dict()
     if args.json:
-        write_json(args.json, out)
-        print(
-            f"wrote {args.json}: error barrier {result.error_barrier:.4f}, "
-            f"loss barrier {result.loss_barrier:.4f}"
-        )
-    else:
-        print(json.dumps(out, indent=2))
+        write_json(args.json, summary)
+        print(f"wrote {args.json}")
+    if args.save:
+        meta = dict(ckpt_b.meta)
+        if args.model is not None:
+            meta.update(model=_model_name(args.model), model_kwargs=_key_values(args.model_arg))
+        else:  # the model was the one A records
+            kwargs = {**ckpt_a.meta.get("model_kwargs", {}), **_key_values(args.model_arg)}
+            meta.update(model=ckpt_a.meta["model"], model_kwargs=kwargs)
+        meta["aligned_to"] = str(path_a)
+        save_checkpoint(args.save, found.model, meta=meta)
+        print(f"wrote {args.save}")
+    if masks is not None:
+        save_masks(args.save_masks, found.masks)
+        print(f"wrote {args.save_masks}")
     return 0
 
 
@@ -799,6 +949,81 @@ def _hessian(args: argparse.Namespace) -> int:
     return 0
 
 
+def _surface(args: argparse.Namespace) -> int:
+    from landscape.analysis.interpolate import has_batchnorm
+    from landscape.analysis.surface import plane_surface, random_direction, surface
+    from landscape.data import get_dataset
+    from landscape.devices import resolve_device
+    from landscape.io import load_checkpoint, write_json, write_rows
+    from landscape.plot import save_figure
+    from landscape.plot.surface import slice_curve, surface_contour
+    from landscape.sparse import load_masks
+
+    if len(args.checkpoints) not in (1, 3):
+        raise LandscapeError(
+            f"give one checkpoint (random directions around it) or three (their plane), "
+            f"got {len(args.checkpoints)}"
+        )
+    device = resolve_device(args.device)
+    data = get_dataset(args.data, args.data_root, split=args.split)
+    if args.examples:
+        data = data.subset(args.examples)
+    paths = [_checkpoint_file(p) for p in args.checkpoints]
+    ckpts = [load_checkpoint(p) for p in paths]
+    models = _checkpoint_models(args, ckpts, args.checkpoints[0], data.info, device)
+    train_data = None
+    if args.bn_reset is not False and has_batchnorm(models[0]):
+        source = data if args.split == "train" else get_dataset(args.data, args.data_root)
+        train_data = source.subset(args.bn_examples).to(device)
+    options = dict(bn_reset=args.bn_reset, train_data=train_data)
+    summary: dict = {"checkpoints": [str(p) for p in paths], "data": args.data}
+    if len(models) == 3:
+        result = plane_surface(
+            *models, data.to(device), points=args.points, margin=args.margin, **options
+        )
+        summary["kind"] = "plane"
+    else:
+        if args.masks == "none":
+            masks = None
+        elif args.masks == "auto":
+            masks = _run_masks(paths[0], ckpts[0])
+        else:
+            masks = load_masks(args.masks, models[0])
+        import torch
+
+        gen = torch.Generator().manual_seed(args.seed)
+        directions = [
+            random_direction(
+                models[0],
+                generator=gen,
+                masks=masks,
+                normalization=args.normalization,
+                keep_vectors=args.keep_vectors,
+            )
+            for _ in range(args.dims)
+        ]
+        result = surface(
+            models[0], data.to(device), directions, points=args.points, span=args.span, **options
+        )
+        summary.update(kind="random", seed=args.seed, masked=masks is not None)
+    summary.update(result.to_dict())
+    out = Path(args.out)
+    write_rows(out.with_suffix(".csv"), result.rows())
+    write_json(out.with_suffix(".json"), summary)
+    if result.ys is None:
+        figure = slice_curve(result.rows())
+    else:
+        figure = surface_contour(result.rows(), marks=result.marks)
+    written = [out.with_suffix(".csv"), out.with_suffix(".json"), *save_figure(figure, out)]
+    low = min(min(r) if isinstance(r, list) else r for r in result.loss)
+    print(
+        f"{summary['kind']} surface, {len(result.rows())} points on {result.count} "
+        f"{args.split} examples (BatchNorm reset: {result.bn_reset}): lowest loss {low:.4g}"
+    )
+    print("wrote " + ", ".join(str(w) for w in written))
+    return 0
+
+
 def _run_masks(path: Path, ckpt) -> dict | None:
     """The masks of the run a checkpoint belongs to: a DST controller's in the checkpoint,
     or the run's ``masks.pt`` (IMP, fixed masks); ``None`` for a dense run."""
@@ -864,7 +1089,9 @@ COMMANDS = {
     "ensemble": _ensemble,
     "spawn": _spawn,
     "interpolate": _interpolate,
+    "align": _align,
     "hessian": _hessian,
+    "surface": _surface,
     "plot": _plot,
     "list": _list,
 }

@@ -335,3 +335,111 @@ def test_hessian_refuses_bad_settings_in_one_line(tmp_path, capsys):
         assert main(["hessian", run, "--data", "test-blobs", *extra]) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert lines[-1].startswith("landscape hessian: error:") and message in lines[-1]
+
+
+def test_align_two_runs_then_interpolate_the_aligned_checkpoint(tmp_path, capsys):
+    """`landscape align` on two runs from different init seeds: barriers before and after,
+    the aligned checkpoint of B (which records its model) and B's masks, permuted along."""
+    from landscape.analysis import interpolate, permute
+    from landscape.data import get_dataset
+    from landscape.io import load_checkpoint, load_weights
+    from landscape.models import create_model
+    from landscape.sparse import load_masks
+
+    runs = tmp_path / "runs"
+    common = ["--model", "mlp", "--model-arg", "widths=[16]", "--data", "test-blobs"]
+    common += ["--steps", "30", "--batch-size", "32", "--lr", "0.05", "--runs", str(runs)]
+    assert main(["train", *common, "--init-seed", "1"]) == 0
+    (run_a,) = _out(capsys)
+    levels = tmp_path / "levels.json"
+    assert main(["prune", *common, "--init-seed", "2", "--levels", "1", "--json", str(levels)]) == 0
+    capsys.readouterr()
+    run_b = runs / json.loads(levels.read_text())[1]["run"]  # IMP level 1: a sparse run
+    out, saved, masks = tmp_path / "align.json", tmp_path / "b_aligned.pt", tmp_path / "m.pt"
+    argv = ["align", run_a, str(run_b), "--data", "test-blobs", "--points", "5"]
+    argv += ["--json", str(out), "--save", str(saved), "--save-masks", str(masks)]
+    assert main(argv) == 0
+    printed = _out(capsys)
+    result = json.loads(out.read_text())
+    assert printed[0].startswith(
+        f"error barrier {result['error_barrier_before']:.4f} -> "
+        f"{result['error_barrier_after']:.4f}, loss barrier"
+    )
+    assert printed[1:] == [f"wrote {out}", f"wrote {saved}", f"wrote {masks}"]
+    assert result["objective_after"] >= result["objective_before"]
+    assert sorted(result["perms"]) == ["fc1"] and sorted(result["perms"]["fc1"]) == list(range(16))
+    line = result["interpolation"]
+    assert line["loss_barrier"] == result["loss_barrier_after"]
+    assert line["unaligned"]["loss_barrier"] == result["loss_barrier_before"]
+    # the saved checkpoint is B permuted: same function, the recorded model, safe to load
+    ckpt = load_checkpoint(saved)  # weights_only=True
+    assert ckpt.meta["model"] == "mlp" and list(ckpt.meta["model_kwargs"]["widths"]) == [16]
+    assert ckpt.meta["aligned_to"].startswith(run_a) and ckpt.optimizer is None
+    build = lambda: create_model("mlp", num_classes=4, in_shape=(1, 12), widths=[16])  # noqa: E731
+    b = load_weights(build(), load_checkpoint(run_b))
+    perms = {"fc1": torch.tensor(result["perms"]["fc1"])}
+    expected = permute(b, perms).state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in ckpt.model.items())
+    # the permuted masks still cover exactly B's pruned (zero) weights, now moved
+    moved, own = load_masks(masks), load_masks(run_b / "masks.pt")
+    assert moved["fc1.weight"].sum() == own["fc1.weight"].sum()
+    assert not ckpt.model["fc1.weight"][~moved["fc1.weight"]].any()
+    # interpolate --align gives the same lines; interpolating to the saved B needs no --model
+    capsys.readouterr()
+    assert (
+        main(["interpolate", run_a, str(run_b), "--data", "test-blobs", "--points", "5", "--align"])
+        == 0
+    )
+    aligned = json.loads(capsys.readouterr().out)
+    assert aligned["loss"] == pytest.approx(line["loss"], abs=1e-7)
+    assert aligned["unaligned"]["loss"] == pytest.approx(line["unaligned"]["loss"], abs=1e-7)
+    assert main(["interpolate", run_a, str(saved), "--data", "test-blobs", "--points", "5"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"] == pytest.approx(line["loss"], abs=1e-7)
+    a = load_weights(build(), load_checkpoint(run_a))
+    ref = interpolate(a, b, get_dataset("test-blobs", split="test"), points=5, align=True)
+    assert ref.loss_barrier == pytest.approx(result["loss_barrier_after"], abs=1e-7)
+
+
+def test_surface_around_a_run_and_through_three(tmp_path, capsys):
+    """`landscape surface`: a 2-D random slice around one run (its grid centre is the run's
+    own loss) and the plane through three runs (each run's loss at its coordinates)."""
+    from landscape.analysis import evaluate
+    from landscape.data import get_dataset
+    from landscape.io import load_checkpoint, load_weights
+    from landscape.models import create_model
+
+    runs = tmp_path / "runs"
+    common = ["--model", "mlp", "--model-arg", "widths=[8]", "--data", "test-blobs"]
+    dirs = []
+    for seed in (0, 1, 2):
+        argv = ["train", *common, "--steps", "6", "--init-seed", str(seed), "--runs", str(runs)]
+        assert main(argv) == 0
+        dirs.append(_out(capsys)[-1])
+    test = get_dataset("test-blobs", split="test")
+
+    def loss_of(run):
+        model = create_model("mlp", num_classes=test.info.num_classes, in_shape=(1, 12), widths=[8])
+        ckpt = sorted(Path(run, "checkpoints").glob("*.pt"))[-1]
+        return evaluate(load_weights(model, load_checkpoint(ckpt)), test).loss
+
+    out = tmp_path / "around"
+    assert (
+        main(["surface", dirs[0], "--data", "test-blobs", "--points", "5", "--out", str(out)]) == 0
+    )
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["kind"] == "random" and summary["xs"] == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert summary["loss"][2][2] == pytest.approx(loss_of(dirs[0]), rel=1e-5)
+    assert out.with_suffix(".csv").is_file() and out.with_suffix(".png").is_file()
+    out = tmp_path / "plane"
+    assert main(["surface", *dirs, "--data", "test-blobs", "--points", "4", "--out", str(out)]) == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["kind"] == "plane" and set(summary["marks"]) == {"a", "b", "c"}
+    assert summary["marks"]["a"] == [0.0, 0.0] and summary["marks"]["b"][1] == 0.0
+    # the plane's corners are a margin beyond the models: every model is inside the grid
+    for name, run in zip("abc", dirs):
+        x, y = summary["marks"][name]
+        assert min(summary["xs"]) < x < max(summary["xs"]) or x == 0.0
+    out = tmp_path / "line"
+    argv = ["surface", dirs[0], "--data", "test-blobs", "--dims", "1", "--out", str(out)]
+    assert main([*argv, "--points", "3"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["ys"] is None

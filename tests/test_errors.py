@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from landscape.analysis import (
+    align,
     barriers,
     evaluate,
     hessian_diagonal,
@@ -30,8 +31,14 @@ from landscape.analysis import (
     hessian_trace,
     interpolate,
     interpolate_state,
+    permute,
+    permute_masks,
     predict,
+    random_permutations,
+    register_permutation_spec,
+    weight_matching,
 )
+from landscape.analysis.surface import plane, random_direction, surface
 from landscape.cli import main
 from landscape.data import BatchIterator, DatasetInfo, Split, get_dataset, normalize, read_idx
 from landscape.devices import resolve_device
@@ -166,6 +173,7 @@ def w(tmp_path_factory) -> SimpleNamespace:
     shutil.copytree(run.dir, root / "renamed" / "my-best-run")
     torch.save({"format": "landscape-checkpoint/1", "meta": {}}, root / "malformed.pt")
     save_masks(root / "other_masks.pt", {"fc9.weight": torch.ones(3, 3, dtype=torch.bool)})
+    torch.save(_dropout_mlp().state_dict(), root / "dropout_mlp.pt")  # a family with no spec
     return SimpleNamespace(
         root=root,
         runs=runs,
@@ -219,6 +227,19 @@ API_CASES = [
     ("interp-uint8", lambda w: interpolate(_mlp(0), _mlp(1), (w.x.byte(), w.y)), "uint8"),
     ("interp-labels", lambda w: interpolate(_mlp(0), _mlp(1), (w.x, w.y + 3)), "labels span"),
     ("interp-shape", lambda w: interpolate(_mlp(0), _mlp(1), (w.x[..., :5], w.y)), "cannot run on inputs"),
+    ("surface-dirs", lambda w: surface(_mlp(), (w.x, w.y), [{}, {}, {}]), "one or two directions"),
+    ("surface-dir-name", lambda w: surface(_mlp(), (w.x, w.y), [{"nope": w.x}]), "not a parameter"),
+    ("surface-dir-shape", lambda w: surface(_mlp(), (w.x, w.y), [{"1.weight": w.x}]), "must be a tensor of shape"),
+    ("surface-ys", lambda w: surface(_mlp(), (w.x, w.y), [{}], ys=[0.0]), "second direction"),
+    ("surface-span", lambda w: surface(_mlp(), (w.x, w.y), [{}], span=-1), "span"),
+    ("surface-bn-data", lambda w: surface(_bn(), (w.x, w.y), [{}]), "train_data"),
+    ("surface-empty", lambda w: surface(_mlp(), (w.x[:0], w.y[:0]), [{}]), "empty data"),
+    ("surface-shape", lambda w: surface(_mlp(), (w.x[..., :5], w.y), [{}]), "cannot run on inputs"),
+    ("direction-norm", lambda w: random_direction(_mlp(), normalization="unit"), "unknown normalization"),
+    ("direction-generator", lambda w: random_direction(_mlp(), generator="0"), "generator must be"),
+    ("direction-vectors", lambda w: random_direction(_mlp(), keep_vectors=1), "keep_vectors must be"),
+    ("plane-same", lambda w: plane(_mlp(0), _mlp(0), _mlp(1)), "same point"),
+    ("plane-arch", lambda w: plane(_mlp(0), _mlp(1, 5), _mlp(2)), "differ in architecture"),
     ("hessian-method", lambda w: hessian_diagonal(_mlp(), (w.x, w.y), "lanczos"), "unknown Hessian diagonal method"),
     ("hessian-probes-exact", lambda w: hessian_diagonal(_mlp(), (w.x, w.y), "exact", probes=5), "probes= is for Hutchinson"),
     ("hessian-probes-zero", lambda w: hessian_diagonal(_mlp(), (w.x, w.y), "hutchinson", probes=0), "probes must be"),
@@ -250,6 +271,27 @@ API_CASES = [
     ("interp-bn-reset-text", lambda w: interpolate(_mlp(0), _mlp(1), (w.x, w.y), bn_reset="no"), "bn_reset must be"),
     ("interp-state-shape", lambda w: interpolate_state({"a": w.x}, {"a": w.y}, 0.5), "shape or dtype"),
     ("interp-state-list", lambda w: interpolate_state([w.x], [w.x], 0.5), "two state_dicts"),
+    # permutation alignment (weight matching)
+    ("align-family", lambda w: align(_mlp(0), _mlp(1)), r"no permutation spec for Sequential: weight matching supports mlp, lenet300-100, conv1d, convnet, vgg11, vgg16, resnet20"),
+    ("align-architecture", lambda w: align(_net("mlp", widths=[8]), _net("mlp", widths=[6])), "differ in architecture"),
+    ("align-classes", lambda w: align(_net("mlp"), _net("conv1d", (1, 12))), "model_a is a MLP but model_b a Conv1dNet"),
+    ("align-groups", lambda w: align(_net("convnet", (1, 8, 8), width=8, norm="group"), _net("convnet", (1, 8, 8), width=8)), "different permutation specs"),
+    ("align-generator", lambda w: align(_net("mlp"), _net("mlp"), generator=0), "generator must be"),
+    ("align-max-iter", lambda w: weight_matching(_net("mlp"), _net("mlp"), max_iter=0), "max_iter must be"),
+    ("align-nan", lambda w: align(_net("mlp", nan=True), _net("mlp")), "non-finite weights"),
+    ("align-masks-arch", lambda w: align(_net("mlp"), _net("mlp"), masks_b={"9.weight": torch.ones(2)}), "lacks"),
+    ("align-state-dict", lambda w: align(_net("mlp"), _net("mlp").state_dict()), "model_b is a dict"),
+    ("permute-not-dict", lambda w: permute(_net("mlp"), [torch.arange(8)]), "perms must be a dict"),
+    ("permute-missing", lambda w: permute(_net("mlp"), {}), r"missing \['fc1'\]"),
+    ("permute-not-perm", lambda w: permute(_net("mlp"), {"fc1": torch.zeros(8, dtype=torch.long)}), r"not a permutation of 0\.\.7: it repeats"),
+    ("permute-float", lambda w: permute(_net("mlp"), {"fc1": torch.arange(8.0)}), r"integer tensor of shape \(8,\).*torch\.float32"),
+    ("permute-groups", lambda w: permute(_net("convnet", (1, 8, 8), width=8, depth=1, norm="group"), {"conv1": torch.tensor([2, 1, 0, 3, 4, 5, 6, 7])}), "between GroupNorm groups"),
+    ("permute-module", lambda w: permute(3, {}), "needs an nn.Module"),
+    ("permute-masks-shape", lambda w: permute_masks(_net("mlp"), {"fc1.weight": torch.ones(2, dtype=torch.bool)}, {"fc1": torch.arange(8)}), "has shape"),
+    ("permute-random-generator", lambda w: random_permutations(_net("mlp"), generator="seed"), "generator must be"),
+    ("permute-register", lambda w: register_permutation_spec("mlp"), "needs an nn.Module class"),
+    ("interp-align-text", lambda w: interpolate(_mlp(0), _mlp(1), (w.x, w.y), align="yes"), "align must be True or False"),
+    ("interp-align-family", lambda w: interpolate(_mlp(0), _mlp(1), (w.x, w.y), align=True), "no permutation spec"),
     ("eval-meta", lambda w: evaluate(_meta_mlp(), (w.x, w.y)), "meta device"),
     # checkpoints and tables
     ("ckpt-text", lambda w: load_checkpoint(w.root / "notes.txt"), r"not a PyTorch checkpoint \(it starts like a text"),
@@ -407,6 +449,23 @@ def _nan_mlp() -> nn.Module:
     return model
 
 
+def _net(name: str, in_shape: tuple[int, ...] = (1, 12), nan: bool = False, **kw) -> nn.Module:
+    """A registry model for the alignment rows; ``mlp`` defaults to one hidden layer of 8."""
+    if name == "mlp":
+        kw.setdefault("widths", [8])
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=4, in_shape=in_shape, **kw)
+    if nan:
+        with torch.no_grad():
+            next(model.parameters())[0, 0] = math.nan
+    return model
+
+
+def _dropout_mlp() -> nn.Module:
+    """The layout of the registered ``test-dropout-mlp`` (a plain Sequential)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Dropout(), nn.Linear(16, 4))
+
+
 def _meta_mlp() -> nn.Module:
     with torch.device("meta"):
         return nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
@@ -474,6 +533,12 @@ CLI_CASES = [
     ("plot-short-row", ["plot", "barrier", "{root}/short.csv", "--out", "{root}/fig"], "landscape plot", "fewer cells"),
     ("interp-json-fifo", ["interpolate", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--json", "{root}/fifo"], "landscape interpolate", "not a regular file"),
     ("plot-kind", ["plot", "surface", "{root}/other.csv", "--out", "{root}/fig"], "landscape plot", "invalid choice"),
+    ("surface-two", ["surface", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--out", "{root}/s"], "landscape surface", "one checkpoint .* or three"),
+    ("surface-out", ["surface", "{ckpt}", "--data", "test-blobs"], "landscape surface", "required: --out"),
+    ("surface-points", ["surface", "{ckpt}", "--data", "test-blobs", "--points", "1", "--out", "{root}/s"], "landscape surface", "--points"),
+    ("surface-span", ["surface", "{ckpt}", "--data", "test-blobs", "--span", "0", "--out", "{root}/s"], "landscape surface", "span must be"),
+    ("surface-plane-line", ["surface", "{ckpt}", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--out", "{root}/s"], "landscape surface", "same point"),
+    ("surface-masks", ["surface", "{ckpt}", "--data", "test-blobs", "--masks", "{root}/other_masks.pt", "--out", "{root}/s"], "landscape surface", "another architecture|lacks"),
     ("hessian-missing", ["hessian", "{root}/nope.pt", "--data", "test-blobs"], "landscape hessian", "does not exist"),
     ("hessian-method", ["hessian", "{ckpt}", "--data", "test-blobs", "--method", "lanczos"], "landscape hessian", "invalid choice"),
     ("hessian-probes", ["hessian", "{ckpt}", "--data", "test-blobs", "--method", "exact", "--probes", "3"], "landscape hessian", "probes= is for Hutchinson"),
@@ -482,6 +547,16 @@ CLI_CASES = [
     ("hessian-spectrum", ["hessian", "{ckpt}", "--data", "test-blobs", "--spectrum"], "landscape hessian", "--spectrum writes a CSV"),
     ("hessian-batches", ["hessian", "{ckpt}", "--data", "test-blobs", "--batches", "0"], "landscape hessian", "--batches: expected a whole number >= 1"),
     ("hessian-wrong-data", ["hessian", "{ckpt}", "--data", "test-images"], "landscape hessian", "cannot run on inputs|do not fit"),
+    ("align-missing", ["align", "{root}/nope.pt", "{ckpt}", "--data", "test-blobs"], "landscape align", "does not exist"),
+    ("align-family", ["align", "{root}/dropout_mlp.pt", "{root}/dropout_mlp.pt", "--data", "test-blobs", "--model", "test-dropout-mlp"], "landscape align", "no permutation spec for Sequential.*supports mlp"),
+    ("align-max-iter", ["align", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--max-iter", "0"], "landscape align", "--max-iter: expected a whole number >= 1"),
+    ("align-seed", ["align", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--seed", "-1"], "landscape align", "--seed: expected a whole number >= 0"),
+    ("align-points", ["align", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--points", "1"], "landscape align", "--points"),
+    ("align-wrong-model", ["align", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--model", "lenet300-100"], "landscape align", "do not fit the model"),
+    ("align-save-dir", ["align", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--save", "{root}/empty_dir"], "landscape align", "is a directory"),
+    ("align-json-dir", ["align", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--json", "{root}/empty_dir"], "landscape align", "is a directory"),
+    ("align-save-masks-dense", ["align", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--save-masks", "{root}/m.pt"], "landscape align", "has no masks"),
+    ("interp-align-family", ["interpolate", "{root}/dropout_mlp.pt", "{root}/dropout_mlp.pt", "--data", "test-blobs", "--model", "test-dropout-mlp", "--align"], "landscape interpolate", "no permutation spec"),
 ]  # fmt: skip
 
 

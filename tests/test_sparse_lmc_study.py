@@ -123,7 +123,14 @@ def test_sparse_lmc_study_ci_scale(tmp_path, capsys):
         assert total == pytest.approx(1.0)
     spectrum = read_rows(out / "spectrum.csv")
     assert {r["arm"] for r in spectrum} == shown
-    for name in ("hessian_diagonal", "hessian_spectrum"):
+    # the plane through each shown arm's three models, each marked at its coordinates
+    surface = read_rows(out / "surface.csv")
+    marks = read_rows(out / "surface_marks.csv")
+    assert {r["arm"] for r in surface} == shown and len(surface) == 5 * 5 * len(shown)
+    assert {(r["arm"], r["model"]) for r in marks} == {
+        (a, m) for a in shown for m in ("noise 0", "noise 1", "noise 2")
+    }
+    for name in ("hessian_diagonal", "hessian_spectrum", "surface"):
         assert (out / f"{name}.png").is_file()
     printed = capsys.readouterr().out
     assert "conv1d / MNIST-1D level 2" in printed

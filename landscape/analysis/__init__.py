@@ -1,5 +1,16 @@
 """Pure analyses: models + data -> result rows. Nothing here trains or plots."""
 
+from landscape.analysis.align import (
+    Alignment,
+    PermutationSpec,
+    align,
+    permutation_spec,
+    permute,
+    permute_masks,
+    random_permutations,
+    register_permutation_spec,
+    weight_matching,
+)
 from landscape.analysis.diversity import (
     Diversity,
     EnsembleMetrics,
@@ -52,15 +63,28 @@ from landscape.analysis.spectral import (
     spectral_rows,
     spectrum_radius,
 )
+from landscape.analysis.surface import (
+    Plane,
+    Surface,
+    plane,
+    plane_surface,
+    random_direction,
+    surface,
+)
 
 __all__ = [
+    "Alignment",
     "Diversity",
     "EnsembleMetrics",
     "EvalResult",
     "HessianDiagonal",
     "Interpolation",
+    "PermutationSpec",
+    "Plane",
     "ProbabilityMetrics",
+    "Surface",
     "TraceEstimate",
+    "align",
     "backpack_supports",
     "barriers",
     "brier_score",
@@ -93,15 +117,25 @@ __all__ = [
     "pairwise",
     "pairwise_disagreement",
     "pairwise_kl",
+    "plane",
+    "plane_surface",
+    "permutation_spec",
+    "permute",
+    "permute_masks",
     "predict",
     "predict_probs",
     "prediction_embedding",
     "probability_metrics",
     "radius_accuracy",
+    "random_direction",
+    "random_permutations",
+    "register_permutation_spec",
     "relative_mce",
     "reliability_rows",
     "spectral_rows",
     "spectrum_radius",
     "summary_rows",
+    "surface",
     "ticket_barrier",
+    "weight_matching",
 ]

@@ -55,7 +55,7 @@ from landscape.analysis.evaluate import (
     model_device,
     model_dtype,
 )
-from landscape.checks import integer, optional_integer
+from landscape.checks import cpu_generator, integer, optional_integer
 from landscape.errors import LandscapeError
 
 #: ``method`` values of :func:`hessian_diagonal`.
@@ -316,7 +316,7 @@ def hessian_eigenvalues(
                 f"k={k} eigenvalues of a {dim}-parameter Hessian: Lanczos needs k < {dim}; "
                 f"build the dense Hessian for all of them"
             )
-        gen = _generator(generator)
+        gen = cpu_generator(generator)
         v0 = torch.randn(dim, generator=gen, dtype=torch.float64).numpy()
         values = eigsh(
             problem.operator().to_scipy(np.float64),
@@ -382,7 +382,7 @@ def _extreme_eigenvalue(problem: _Problem, which: str, generator) -> float:
     """One extreme eigenvalue of a prepared problem's operator (for the density's ends)."""
     from scipy.sparse.linalg import eigsh
 
-    v0 = torch.randn(problem.active_count, generator=_generator(generator), dtype=torch.float64)
+    v0 = torch.randn(problem.active_count, generator=cpu_generator(generator), dtype=torch.float64)
     (value,) = eigsh(
         problem.operator().to_scipy(np.float64),
         k=1,
@@ -757,7 +757,7 @@ def _hutchinson_diagonal(
     trace estimate's standard error from the probes' ``v^T H v``."""
     op = problem.full_operator()
     coords = problem.coordinates()
-    gen = _generator(generator)
+    gen = cpu_generator(generator)
     total = torch.zeros(len(coords), dtype=torch.float64, device=problem.device)
     squares = torch.zeros_like(total)
     quad = []
@@ -813,19 +813,11 @@ def _curvlinops():
     return curvlinops
 
 
-def _generator(generator: torch.Generator | None) -> torch.Generator:
-    if generator is None:
-        return torch.Generator().manual_seed(0)
-    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
-        raise LandscapeError("generator must be a CPU torch.Generator, e.g. torch.Generator()")
-    return generator
-
-
 @contextmanager
 def _seeded(generator: torch.Generator | None, device: torch.device) -> Iterator[None]:
     """Run library code that draws from torch's global generator with a seed drawn from
     ``generator``, restoring the global state afterwards (the caller's stream is untouched)."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=_generator(generator)))
+    seed = int(torch.randint(0, 2**62, (1,), generator=cpu_generator(generator)))
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)

@@ -12,6 +12,10 @@ and the first layer's work is shared across alphas (it is affine in its weights,
 For BatchNorm models the running statistics at each alpha are recomputed on training data:
 interpolated weights with the endpoints' statistics give inflated barriers (Jordan et al.
 2023, "REPAIR: REnormalizing Permuted Activations for Interpolation Repair").
+
+With ``align=True`` model B's hidden units are first permuted onto model A's by weight
+matching (Ainsworth et al. 2023, "Git Re-Basin"; see :mod:`landscape.analysis.align`), and
+the line without alignment is reported beside the aligned one.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -29,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from landscape.analysis.align import align as align_models
 from landscape.analysis.evaluate import (
     DEFAULT_BATCH,
     as_model,
@@ -60,6 +65,8 @@ class Interpolation:
         error_barrier_linear: ``max_a [E(a) - ((1 - a) E(0) + a E(1))]``.
         bn_reset: whether BatchNorm running statistics were recomputed at each alpha.
         count: examples evaluated at each alpha.
+        unaligned: with ``interpolate(..., align=True)``, the line to the unaligned model B
+            (the fields above are then those of the line to the aligned B); else ``None``.
     """
 
     alphas: list[float]
@@ -71,15 +78,30 @@ class Interpolation:
     error_barrier_linear: float
     bn_reset: bool
     count: int
+    unaligned: Interpolation | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """All fields as JSON-ready data."""
-        return asdict(self)
+        """All fields as JSON-ready data; ``unaligned`` (a nested dict) only when aligned."""
+        out = asdict(self)
+        if self.unaligned is None:
+            del out["unaligned"]
+        else:
+            out["unaligned"] = self.unaligned.to_dict()
+        return out
 
     def rows(self, **extra: Any) -> list[dict[str, Any]]:
-        """Tidy rows, one per alpha, with ``extra`` columns (e.g. ``rewind_step=...``)."""
+        """Tidy rows, one per alpha, with ``extra`` columns (e.g. ``rewind_step=...``).
+
+        After alignment, the aligned and the unaligned line each give one row per alpha,
+        told apart by an ``aligned`` column (True / False).
+        """
+        if self.unaligned is not None:
+            return self.unaligned.rows(**extra, aligned=False) + self._rows(extra, aligned=True)
+        return self._rows(extra)
+
+    def _rows(self, extra: dict[str, Any], **more: Any) -> list[dict[str, Any]]:
         return [
-            {**extra, "alpha": a, "loss": lo, "error": e, "bn_reset": self.bn_reset}
+            {**extra, **more, "alpha": a, "loss": lo, "error": e, "bn_reset": self.bn_reset}
             for a, lo, e in zip(self.alphas, self.loss, self.error)
         ]
 
@@ -129,6 +151,7 @@ def interpolate(
     batch_size: int | None = None,
     bn_batch_size: int = 128,
     alpha_chunk: int | None = None,
+    align: bool = False,
 ) -> Interpolation:
     """Evaluate every model on the line from ``model_a`` to ``model_b``.
 
@@ -155,10 +178,17 @@ def interpolate(
             on it (a mean of per-batch variances), so it is fixed, never derived from chunks.
         alpha_chunk: alphas whose weights are held in memory at once; default keeps them
             under about 256 MiB (float32).
+        align: first permute ``model_b``'s hidden units onto ``model_a``'s by weight
+            matching (:func:`landscape.analysis.align.align`, sweep order seeded with 0),
+            then interpolate to the aligned B; the line to the unaligned B is evaluated
+            too and returned as ``.unaligned``. Needs a model family with a permutation
+            spec (``mlp``, ``lenet300-100``, ``conv1d``, ``convnet``, VGG, ResNet-20, WRN).
 
     Returns:
         An :class:`Interpolation` with the curves and the four barriers.
     """
+    if not isinstance(align, bool):
+        raise LandscapeError(f"align must be True or False, got {align!r}")
     alpha_list = _alphas(alphas, points)
     batch_size = optional_integer("batch_size", batch_size, 1)
     bn_batch_size = integer("bn_batch_size", bn_batch_size, 1)
@@ -168,6 +198,18 @@ def interpolate(
     data = list(data) if isinstance(data, Iterator) else data
     train_data = list(train_data) if isinstance(train_data, Iterator) else train_data
     _check_same_architecture(model_a, model_b)
+    if align:
+        options = dict(
+            alphas=alpha_list,
+            bn_reset=bn_reset,
+            train_data=train_data,
+            batch_size=batch_size,
+            bn_batch_size=bn_batch_size,
+            alpha_chunk=alpha_chunk,
+        )
+        aligned = align_models(model_a, model_b).model  # first: it refuses unknown families
+        unaligned = interpolate(model_a, model_b, data, **options)
+        return replace(interpolate(model_a, aligned, data, **options), unaligned=unaligned)
     bn_reset = _bn_choice(model_a, bn_reset, train_data)
     if bn_reset:
         _check_bn_data(train_data, bn_batch_size)
@@ -334,7 +376,7 @@ class _Line:
         self.first = _first_layer(self.work)
         self.mode = "plain"
         self.captured: torch.Tensor | None = None
-        self.mix: tuple[torch.Tensor, torch.Tensor, float] | None = None
+        self.mix: torch.Tensor | None = None  # the first layer's output at the current point
         self.checked = False
         if self.first is not None:
             layer = self.work.get_submodule(self.first)
@@ -346,8 +388,7 @@ class _Line:
                     self.captured = u
                     raise _StopForward
                 if self.mode == "mix":
-                    z_a, z_b, alpha = self.mix
-                    return torch.lerp(z_a, z_b, alpha)
+                    return self.mix
                 return plain(u)
 
             layer.forward = forward  # only on the private copy
@@ -404,13 +445,17 @@ class _Line:
             for alpha, state in states:
                 self._load(state)
                 if self.first is not None and ends is not None:
-                    self.mode, self.mix = "mix", (ends[0], ends[1], alpha)
+                    self.mode, self.mix = "mix", self._mixed(ends, alpha)
                 try:
                     with torch.inference_mode(), forward_errors(x):
                         out = self.work(x)
                 finally:
                     self.mode, self.mix = "plain", None
                 yield out
+
+    def _mixed(self, ends: tuple[torch.Tensor, ...], alpha: float) -> torch.Tensor:
+        """The first layer's output at ``alpha`` from its outputs at the ends."""
+        return torch.lerp(ends[0], ends[1], alpha)
 
     def auto_batch(self, x: torch.Tensor, budget: int = 1 << 21) -> int:
         """A batch size whose widest activation holds about ``budget`` floats (8 MiB).
@@ -493,21 +538,28 @@ class _Line:
         if u is None:
             self.first = None
             return None
+        return self._ends(u)
+
+    def _ends(self, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The first layer (input ``u``) at A and at B."""
         prefix = f"{self.first}."
         own = {k[len(prefix) :]: v for k, v in self.a.items() if k.startswith(prefix)}
         z_a = functional_call(self.reference, own, (u,))
         own = {k[len(prefix) :]: v for k, v in self.b.items() if k.startswith(prefix)}
         return z_a, functional_call(self.reference, own, (u,))
 
-    def _check(self, x: torch.Tensor, ends: tuple[torch.Tensor, torch.Tensor]) -> None:
+    def _probe_point(self) -> tuple[Any, dict[str, torch.Tensor]]:
+        """A point inside the line (and its state) for the shortcut's check."""
+        return 0.5, interpolate_state(self.a, self.b, 0.5)
+
+    def _check(self, x: torch.Tensor, ends: tuple[torch.Tensor, ...]) -> None:
         """Compare the shortcut with the plain forward pass once; drop it if they differ."""
         self.checked = True
         probe = x[:8]
-        short_ends = (ends[0][:8], ends[1][:8])
-        alpha = 0.5
-        mid = interpolate_state(self.a, self.b, alpha)
+        short_ends = tuple(e[:8] for e in ends)
+        point, mid = self._probe_point()
         plain = functional_call(self.work, mid, (probe,))
-        self.mode, self.mix = "mix", (*short_ends, alpha)
+        self.mode, self.mix = "mix", self._mixed(short_ends, point)
         try:
             short = functional_call(self.work, mid, (probe,))
         finally:

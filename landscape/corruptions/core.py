@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from landscape.checks import cpu_generator
 from landscape.data.corrupted import CORRUPTIONS, SEVERITIES  # noqa: F401 (the file format owns the names)
 from landscape.errors import LandscapeError
 
@@ -175,10 +176,7 @@ def corrupt(
         table = table_for(max(x.shape[-2:]))
     if table not in TABLES:
         raise LandscapeError(f"unknown table {table!r}; choose one of auto, {', '.join(TABLES)}")
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
-    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
-        raise LandscapeError("generator must be a CPU torch.Generator, e.g. torch.Generator()")
+    generator = cpu_generator(generator)
     shape = x.shape
     frames = shape[1] if x.ndim == 5 else 1
     flat = x.reshape(-1, *shape[-3:])

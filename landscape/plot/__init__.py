@@ -17,6 +17,7 @@ from landscape.plot.ensembles import (
 )
 from landscape.plot.spectral import radius_accuracy_curves
 from landscape.plot.style import COLUMN_WIDTH, FULL_WIDTH, apply_style, new_figure, save_figure
+from landscape.plot.surface import slice_curve, surface_3d, surface_contour, surface_panels
 
 __all__ = [
     "COLUMN_WIDTH",
@@ -35,6 +36,10 @@ __all__ = [
     "radius_accuracy_curves",
     "reliability_diagram",
     "scatter_by",
+    "slice_curve",
+    "surface_3d",
+    "surface_contour",
+    "surface_panels",
     "new_figure",
     "save_figure",
 ]
