@@ -664,9 +664,9 @@ def _run(args: argparse.Namespace, scale: str, out: Path) -> int:
         out / "examples_vs_accuracy",
     )
     if rows["hessian_histogram"]:
-        shown = [a for a in order if a in {r["arm"] for r in rows["hessian_histogram"]}]
         for label in dict.fromkeys(r["network"] for r in rows["hessian_histogram"]):
             part = [r for r in rows["hessian_histogram"] if r["network"] == label]
+            shown = [a for a in order if a in {r["arm"] for r in part}]  # k differs by network
             stem = "hessian_diagonal" + _suffix(label, rows["hessian_histogram"])
             figures += save_figure(
                 diagonal_histograms(part, panel="arm", panel_order=shown), out / stem

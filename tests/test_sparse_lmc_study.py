@@ -154,3 +154,21 @@ def test_the_distillation_can_be_chosen_on_the_command_line():
     # another method takes its own published defaults: DM's knobs do not carry over
     assert idc == study.DistillSpec(data=net.distill.data, method="idc", ipc=10)
     assert idc.iterations != net.distill.iterations
+
+
+@pytest.mark.slow
+def test_plot_only_draws_each_network_with_its_own_arms(tmp_path, capsys):
+    """Two networks whose rewinding arms differ (imp-k12, imp-k10): each figure panel set is
+    the network's own (the demo gallery's tables, redrawn)."""
+    import shutil
+    from pathlib import Path
+
+    study = _load()
+    gallery = Path(__file__).resolve().parents[1] / "figures" / "sparse_lmc-demo"
+    for table in gallery.glob("*.csv"):
+        shutil.copy(table, tmp_path / table.name)
+    assert study.main(["--scale", "demo", "--out", str(tmp_path), "--plot-only"]) == 0
+    for stem in ("hessian_diagonal", "hessian_spectrum", "surface"):
+        for data in ("mnist-1d", "fashion-mnist"):
+            assert (tmp_path / f"{stem}-{data}.png").is_file()
+    assert "LeNet-300-100 / Fashion-MNIST level 4 Hessian" in capsys.readouterr().out

@@ -10,7 +10,7 @@ import numpy as np
 
 from landscape.errors import LandscapeError
 from landscape.plot.curves import as_frame
-from landscape.plot.style import COLUMN_WIDTH, new_figure
+from landscape.plot.style import COLUMN_WIDTH, FULL_WIDTH, apply_style, new_figure
 
 _LABELS = {"loss": "loss", "error": "error (%)"}
 
@@ -59,14 +59,7 @@ def surface_contour(
     xs, ys, z = _grid(rows, metric)
     log = metric == "loss" if log is None else log
     fig, (ax,) = new_figure(width=COLUMN_WIDTH, height=COLUMN_WIDTH * 0.85)
-    if log and (z > 0).all():
-        bounds = np.geomspace(z.min(), z.max() * (1 + 1e-9), levels)
-        from matplotlib.colors import LogNorm
-
-        filled = ax.contourf(xs, ys, z, levels=bounds, norm=LogNorm(), cmap="viridis")
-    else:
-        filled = ax.contourf(xs, ys, z, levels=levels, cmap="viridis")
-    ax.contour(xs, ys, z, levels=filled.levels, colors="white", linewidths=0.3, alpha=0.6)
+    filled = _contours(ax, xs, ys, z, "loss" if log else "linear", levels)
     fig.colorbar(filled, ax=ax, label=_LABELS[metric], format="%.3g")
     for name, point in (marks or {}).items():
         x, y = _point(name, point)
@@ -98,37 +91,55 @@ def surface_panels(
     marks: dict[Any, dict[str, Any]] | None = None,
     panel_order: Any = None,
     levels: int = 20,
+    columns: int = 3,
 ) -> plt.Figure:
-    """One contour map per ``panel`` value side by side, on one colour scale (logarithmic
-    for the loss), each with its own ``marks[panel value]`` drawn."""
+    """One contour map per ``panel`` value, ``columns`` to a row, each on its own colour
+    scale (logarithmic for the loss) with its own colour bar, since planes of different
+    networks differ in extent and height; ``marks[panel value]`` drawn on each."""
     frame = as_frame(rows, ["x", "y", metric, panel])
     names = list(panel_order) if panel_order is not None else list(dict.fromkeys(frame[panel]))
     missing = [n for n in names if n not in set(frame[panel])]
     if missing:
         raise LandscapeError(f"panel_order names {missing}, which the rows lack")
-    grids = [_grid(frame[frame[panel] == n], metric) for n in names]
-    low = min(float(z.min()) for _, _, z in grids)
-    high = max(float(z.max()) for _, _, z in grids)
-    log = metric == "loss" and low > 0
-    from matplotlib.colors import LogNorm, Normalize
-
-    norm = LogNorm(low, high) if log else Normalize(low, high)
-    bounds = np.geomspace(low, high * (1 + 1e-9), levels) if log else np.linspace(low, high, levels)
-    width = min(6.75, COLUMN_WIDTH * 0.8 * len(names) + 0.6)
-    fig, axes = new_figure(len(names), width=width, height=COLUMN_WIDTH * 0.8)
-    filled = None
-    for ax, name, (xs, ys, z) in zip(axes, names, grids):
-        filled = ax.contourf(xs, ys, z, levels=bounds, norm=norm, cmap="viridis")
-        ax.contour(xs, ys, z, levels=bounds, colors="white", linewidths=0.3, alpha=0.6)
+    columns = max(1, min(int(columns), len(names)))
+    nrows = -(-len(names) // columns)
+    apply_style()
+    fig, grid = plt.subplots(
+        nrows,
+        columns,
+        figsize=(min(FULL_WIDTH, 2.3 * columns), 2.0 * nrows),
+        squeeze=False,
+    )
+    axes = list(grid.ravel())
+    for ax, name in zip(axes, names):
+        xs, ys, z = _grid(frame[frame[panel] == name], metric)
+        filled = _contours(ax, xs, ys, z, metric, levels)
+        fig.colorbar(filled, ax=ax, format="%.3g")
         for label, point in (marks or {}).get(name, {}).items():
             x, y = _point(label, point)
             ax.plot(x, y, "o", color="white", markeredgecolor="black", markersize=4)
         ax.set_title(str(name))
-        ax.set_xlabel("x")
         ax.grid(False)
-    axes[0].set_ylabel("y")
-    fig.colorbar(filled, ax=axes, label=_LABELS[metric], format="%.3g")
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    fig.supxlabel("x", fontsize=8)
+    fig.supylabel("y", fontsize=8)
+    fig.suptitle(_LABELS[metric], fontsize=8)
+    fig.tight_layout()
     return fig
+
+
+def _contours(ax, xs, ys, z, metric: str, levels: int):
+    """Filled contours with thin white lines, log-spaced for a positive loss."""
+    if metric == "loss" and (z > 0).all() and z.max() > z.min():
+        from matplotlib.colors import LogNorm
+
+        bounds = np.geomspace(z.min(), z.max() * (1 + 1e-9), levels)
+        filled = ax.contourf(xs, ys, z, levels=bounds, norm=LogNorm(), cmap="viridis")
+    else:
+        filled = ax.contourf(xs, ys, z, levels=levels, cmap="viridis")
+    ax.contour(xs, ys, z, levels=filled.levels, colors="white", linewidths=0.3, alpha=0.6)
+    return filled
 
 
 def surface_3d(
