@@ -1025,17 +1025,12 @@ def _surface(args: argparse.Namespace) -> int:
 
 
 def _run_masks(path: Path, ckpt) -> dict | None:
-    """The masks of the run a checkpoint belongs to: a DST controller's in the checkpoint,
-    or the run's ``masks.pt`` (IMP, fixed masks); ``None`` for a dense run."""
-    from landscape.sparse import load_masks
+    """The masks of the run the checkpoint file ``path`` belongs to (None for a dense run)."""
+    from landscape.train.ensemble import checkpoint_masks
 
-    for state in ckpt.controllers.values():
-        if isinstance(state, dict) and isinstance(state.get("masks"), dict) and state["masks"]:
-            return {k: v.bool() for k, v in state["masks"].items()}
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    if (run_dir / "masks.pt").is_file():
-        return load_masks(run_dir / "masks.pt")
-    return None
+    return checkpoint_masks(
+        ckpt, path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    )
 
 
 def _checkpoint_file(path: str) -> Path:

@@ -23,6 +23,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -220,15 +221,18 @@ def edst_ensemble(
 
 def final_masks(run: Run, step: int) -> Masks | None:
     """The masks a run trained under at ``step``: a DST controller's, or ``masks.pt``."""
-    return _masks_of(run, load_checkpoint(run.checkpoint_path(step)))
+    return checkpoint_masks(load_checkpoint(run.checkpoint_path(step)), run.dir)
 
 
-def _masks_of(run: Run, ckpt: Checkpoint) -> Masks | None:
+def checkpoint_masks(ckpt: Checkpoint, run_dir: Path) -> Masks | None:
+    """The masks a checkpoint of the run in ``run_dir`` was trained under: a DST
+    controller's (saved in the checkpoint), else the run's ``masks.pt`` (IMP, fixed masks);
+    ``None`` for a dense run."""
     for state in ckpt.controllers.values():
         if isinstance(state, dict) and isinstance(state.get("masks"), dict) and state["masks"]:
             return {k: v.bool() for k, v in state["masks"].items()}
-    if (run.dir / "masks.pt").is_file():
-        return load_masks(run.dir / "masks.pt")
+    if (Path(run_dir) / "masks.pt").is_file():
+        return load_masks(Path(run_dir) / "masks.pt")
     return None
 
 
@@ -272,7 +276,7 @@ def training_flops(run: Run, *, dense: bool = False) -> float:
         return 3.0 * full * steps
     records = _dst_records(ckpt)
     if records is None:
-        masks = _masks_of(run, ckpt)
+        masks = checkpoint_masks(ckpt, run.dir)
         active = None if masks is None else {n: int(m.sum()) for n, m in masks.items()}
         return 3.0 * cost.forward(active) * steps
     events: dict[int, dict[str, Any]] = {}
