@@ -15,7 +15,10 @@ import pytest
 import torch
 from torch import nn
 
+from landscape.analysis._tangents import sequential_layers, tangent_diagonal
 from landscape.analysis.hessian import (
+    _column_diagonal,
+    _Problem,
     backpack_supports,
     diagonal_rows,
     hessian_diagonal,
@@ -68,13 +71,42 @@ def _batchnorm():  # eval-mode BatchNorm: not BackPACK's, forward-over-reverse w
     )
 
 
+def _groupnorm_deep():  # two GroupNorms above the first convolution's parameters
+    return create_model(
+        "convnet", num_classes=3, in_shape=(2, 8, 8), width=4, depth=2, norm="group"
+    )
+
+
+def _mixed():
+    """The layers the forward-tangent diagonal handles: a strided and a dilated Conv1d,
+    GroupNorm on channels and on features, eval BatchNorm1d, LeakyReLU, sigmoid, max
+    pooling (the MLP case has tanh, the ConvNets 2-D layers)."""
+    return nn.Sequential(
+        nn.Conv1d(2, 4, 3, padding=1, stride=2),
+        nn.GroupNorm(2, 4),
+        nn.LeakyReLU(0.1),
+        nn.MaxPool1d(2),
+        nn.Conv1d(4, 4, 3, dilation=2, padding=1),
+        nn.BatchNorm1d(4),
+        nn.ReLU(),
+        nn.Sequential(nn.Flatten(), nn.Dropout(0.3)),
+        nn.Linear(4 * 3, 6),
+        nn.GroupNorm(3, 6),
+        nn.Sigmoid(),
+        nn.Identity(),
+        nn.Linear(6, 3),
+    )
+
+
 #: name -> (model factory, input shape, whether BackPACK handles it)
 CASES = {
     "mlp": (_mlp, (5,), True),
     "conv": (_conv, (1, 6, 6), True),
     "residual": (Residual, (5,), False),
     "groupnorm": (_groupnorm, (1, 6, 6), False),
+    "groupnorm_deep": (_groupnorm_deep, (2, 8, 8), False),
     "batchnorm": (_batchnorm, (1, 6, 6), False),
+    "mixed": (_mixed, (2, 22), False),
 }
 
 
@@ -82,10 +114,14 @@ def make_case(name: str, n: int = 23, seed: int = 0):
     factory, shape, backpack = CASES[name]
     torch.manual_seed(seed)
     model = factory().double()
-    if name == "batchnorm":  # running statistics that are not the defaults
-        bn = model.norm1
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():
+        for module in model.modules():  # affine maps and running statistics off their defaults
+            if isinstance(module, (nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d)):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
     x = torch.randn(n, *shape, dtype=torch.float64)
     y = torch.randint(0, 3, (n,))
     return model, (x, y), backpack
@@ -152,7 +188,30 @@ def test_exact_diagonals_match_the_dense_hessian(case):
         assert result.trace == pytest.approx(float(reference.sum()), rel=1e-9)
 
 
-@pytest.mark.parametrize("case", ["mlp", "groupnorm"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_forward_tangents_serve_the_sequential_cases(case):
+    """The exact diagonal of a Sequential comes from forward tangents, of anything else from
+    Hessian columns; the two agree where both apply."""
+    model, (x, y), _ = make_case(case)
+    problem = _Problem.build(model, (x, y), None, 9, None)
+    sequential = case != "residual"
+    assert (sequential_layers(problem.model) is not None) == sequential
+    if sequential:
+        by_columns = _column_diagonal(problem, 16)
+        by_tangents = tangent_diagonal(problem, 5)
+        assert rel_err(by_tangents, by_columns) < 1e-9
+
+
+def test_forward_tangents_refuse_what_they_do_not_handle():
+    assert sequential_layers(nn.Sequential(nn.Linear(3, 3), nn.ELU())) is None
+    assert sequential_layers(nn.Sequential(nn.Conv2d(2, 2, 1, groups=2))) is None
+    assert sequential_layers(nn.Sequential(nn.BatchNorm1d(3, track_running_stats=False))) is None
+    assert sequential_layers(Residual()) is None
+    layers = sequential_layers(_mixed())
+    assert [name for name, _ in layers][7:9] == ["7.0", "7.1"]  # nested, qualified names
+
+
+@pytest.mark.parametrize("case", ["mlp", "groupnorm", "groupnorm_deep", "mixed"])
 def test_masked_diagonal_is_the_subnetworks(case):
     model, (x, y), backpack = make_case(case)
     masks = random_masks(model)
@@ -163,9 +222,8 @@ def test_masked_diagonal_is_the_subnetworks(case):
         flat = result.flat()
         assert torch.all(flat[~flags] == 0), "zero outside the mask"
         assert rel_err(flat, reference) < 1e-6, method
-        assert result.active("0.weight" if case == "mlp" else "conv1.weight").numel() == int(
-            masks["0.weight" if case == "mlp" else "conv1.weight"].sum()
-        )
+        first = next(iter(masks))
+        assert result.active(first).numel() == int(masks[first].sum())
 
 
 def test_the_hessian_is_taken_at_the_masked_weights():

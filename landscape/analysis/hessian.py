@@ -25,10 +25,12 @@ The curvature itself comes from the libraries that do it well:
   per batch (``DiagHessian``), for ``nn.Sequential`` models of the layers it supports.
 
 What they lack is built here: one call that picks the method (:func:`hessian_diagonal`), an
-exact diagonal by brute force (Hessian columns in blocks) for small models BackPACK refuses
-(normalisation layers, residual blocks), Hutchinson's estimator with its standard error and a
-seeded ``torch.Generator``, masks, whole-split data, and leaving the caller's model as found
-(all work happens on a private copy, so BackPACK's hooks never touch it).
+exact diagonal for small models BackPACK refuses (normalisation layers, residual blocks): by
+forward tangents for sequential networks (:mod:`landscape.analysis._tangents`, GroupNorm and
+eval BatchNorm included), else by brute force (Hessian columns in blocks), Hutchinson's
+estimator with its standard error and a seeded ``torch.Generator``, masks, whole-split data,
+and leaving the caller's model as found (all work happens on a private copy, so BackPACK's
+hooks never touch it).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from landscape.analysis._tangents import sequential_layers, tangent_diagonal
 from landscape.analysis.evaluate import (
     DEFAULT_BATCH,
     as_model,
@@ -62,7 +65,7 @@ from landscape.errors import LandscapeError
 DIAGONAL_METHODS = ("auto", "exact", "backpack", "hutchinson")
 #: ``method`` values of :func:`hessian_trace`.
 TRACE_METHODS = ("auto", "exact", "hutchinson", "hutchpp")
-#: "auto" computes the exact diagonal by brute force up to this many (unpruned) parameters.
+#: "auto" computes the exact diagonal without BackPACK up to this many (unpruned) parameters.
 EXACT_LIMIT = 10_000
 #: Hessian columns (or probes) per batched product: memory grows with it, speed too.
 DEFAULT_BLOCK = 64
@@ -174,8 +177,9 @@ def hessian_diagonal(
         model: a classifier (logits ``(N, classes)``) or a ``Run``; it is left as found.
         data: ``(x, y)`` tensors, a Split, or an iterable of ``(x, y)`` batches.
         method: ``"backpack"`` (BackPACK's exact diagonal; Sequential models of supported
-            layers), ``"exact"`` (brute force: ``P`` Hessian-vector products in blocks of
-            ``block``, for models of a few thousand parameters), ``"hutchinson"``
+            layers), ``"exact"`` (a forward tangent per parameter through the layers above it
+            for sequential networks, else ``P`` Hessian-vector products; in blocks of
+            ``block`` columns; for models of a few thousand parameters), ``"hutchinson"``
             (``E[v * Hv]`` over Rademacher probes ``v``, with standard errors), or ``"auto"``:
             BackPACK where it applies, else exact up to ``exact_limit`` unpruned parameters,
             else Hutchinson.
@@ -186,7 +190,7 @@ def hessian_diagonal(
             methods.
         generator: the CPU generator the probes come from (default: seeded with 0).
         block: Hessian columns or probes per batched product.
-        exact_limit: the most unpruned parameters "auto" computes exactly by brute force.
+        exact_limit: the most unpruned parameters "auto" computes exactly without BackPACK.
 
     Returns:
         A :class:`HessianDiagonal` on the model's device and dtype.
@@ -249,7 +253,7 @@ def hessian_trace(
 ) -> TraceEstimate:
     """The trace of the (masked) Hessian of the mean cross-entropy over ``data``.
 
-    ``"exact"`` sums the exact diagonal (BackPACK's or brute force); ``"hutchinson"`` is
+    ``"exact"`` sums the exact diagonal (BackPACK's or ours); ``"hutchinson"`` is
     ``mean(v^T H v)`` over Rademacher probes with its standard error; ``"hutchpp"`` is
     curvlinops' Hutch++ (Meyer et al. 2021: ``probes`` products, a third of them spent on a
     low-rank sketch; no standard error), seeded from ``generator``. ``"auto"`` is exact up to
@@ -734,9 +738,17 @@ def _backpack_diagonal(problem: _Problem) -> torch.Tensor:
 
 
 def _exact_diagonal(problem: _Problem, block: int) -> torch.Tensor:
-    """Brute force: Hessian columns ``H e_i`` for every variable ``i``, ``block`` at a time
+    """The exact diagonal: by forward tangents for a sequential network of the layers
+    :mod:`landscape.analysis._tangents` handles (GroupNorm and eval BatchNorm included), else
+    by brute force, Hessian columns ``H e_i`` for every variable ``i``, ``block`` at a time
     (curvlinops multiplies a block of columns with one vmapped product per batch), keeping
     ``H_ii``."""
+    if sequential_layers(problem.model) is not None:
+        return tangent_diagonal(problem, block)
+    return _column_diagonal(problem, block)
+
+
+def _column_diagonal(problem: _Problem, block: int) -> torch.Tensor:
     op = problem.full_operator()
     coords = problem.coordinates()
     flat = torch.zeros(problem.size, device=problem.device, dtype=problem.dtype)
