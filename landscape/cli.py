@@ -453,6 +453,26 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", required=True, help="output stem; writes STEM.pdf and STEM.png")
     pl.add_argument("--metric", default="error", choices=["error", "loss"])
 
+    sw = sub.add_parser(
+        "sweep", help="run a grid of commands (a JSON/TOML/Python file) here or on Slurm"
+    )
+    sw.add_argument("file", help="the sweep: .json, .toml or .py (see landscape.sweep)")
+    sw.add_argument("--executor", default="local", choices=["local", "slurm"])
+    sw.add_argument(
+        "--max-parallel", type=_whole(1), default=1, help="jobs at once (a Slurm array's limit)"
+    )
+    sw.add_argument(
+        "--state", default=None, help="folder of logs and done markers (default <runs>/sweeps)"
+    )
+    sw.add_argument("--dry-run", action="store_true", help="list the jobs and which are done")
+    sw.add_argument("--partition", default=None, help="Slurm partition")
+    sw.add_argument("--gpus", type=_whole(0), default=None, help="GPUs per Slurm job")
+    sw.add_argument("--cpus", type=_whole(1), default=None, help="CPUs per Slurm job")
+    sw.add_argument("--mem-gb", type=_whole(1), default=None, help="memory per Slurm job")
+    sw.add_argument("--time", type=_whole(1), default=None, help="minutes per Slurm job")
+    sw.add_argument("--account", default=None, help="Slurm account")
+    sw.add_argument("--qos", default=None, help="Slurm quality of service")
+
     sub.add_parser("list", help="list the registered models and datasets")
     return parser
 
@@ -1075,6 +1095,53 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from landscape.sweep import default_state, is_done, load_sweep, run_sweep
+
+    jobs = load_sweep(args.file)
+    for job in jobs:  # every command line is checked before any runs
+        _check_job(job)
+    state = Path(args.state) if args.state else default_state()
+    if args.dry_run:
+        for job in jobs:
+            print(f"{'done' if is_done(job, state) else 'todo'} {job.key} {job}")
+        return 0
+    slurm = {
+        "partition": args.partition,
+        "gpus": args.gpus,
+        "cpus": args.cpus,
+        "mem_gb": args.mem_gb,
+        "time": args.time,
+        "account": args.account,
+        "qos": args.qos,
+    }
+    if args.executor == "local" and any(v is not None for v in slurm.values()):
+        raise LandscapeError("--partition, --gpus, ... are Slurm options: add --executor slurm")
+    print(f"{len(jobs)} jobs; logs and markers in {state}", flush=True)
+    result = run_sweep(
+        jobs,
+        args.executor,
+        state=state,
+        max_parallel=args.max_parallel,
+        slurm=slurm,
+        echo=lambda line: print(line, flush=True),
+    )
+    print(result.report())
+    return 1 if result.failed else 0
+
+
+def _check_job(job) -> None:
+    """Parse a sweep job's command line as the command would, so that a typo stops the
+    sweep before anything runs."""
+    if job.command not in COMMANDS or job.command == "sweep":
+        names = ", ".join(c for c in COMMANDS if c != "sweep")
+        raise LandscapeError(f"sweep job command {job.command!r} is not one of: {names}")
+    try:
+        _parser().parse_args([job.command, *job.argv])
+    except _UsageError as err:
+        raise LandscapeError(f"sweep job `{job}` is not a valid command line: {err}") from None
+
+
 COMMANDS = {
     "train": _train,
     "distill": _distill,
@@ -1088,6 +1155,7 @@ COMMANDS = {
     "hessian": _hessian,
     "surface": _surface,
     "plot": _plot,
+    "sweep": _sweep,
     "list": _list,
 }
 

@@ -164,6 +164,7 @@ def w(tmp_path_factory) -> SimpleNamespace:
     (root / "empty_dir").mkdir()
     (root / "a_file").write_text("x")
     (root / "binary.csv").write_bytes(b"\xff\xfe\x00\x01" * 10)
+    (root / "bad.json").write_text("{")
     write_rows(root / "other.csv", [{"step": 1, "test_loss": 0.3}])
     (root / "user_models.py").write_text(USER_MODEL)
     (root / "short.csv").write_text("rewind_step,error_barrier,network\n0,0.1\n")
@@ -557,6 +558,11 @@ CLI_CASES = [
     ("align-json-dir", ["align", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--json", "{root}/empty_dir"], "landscape align", "is a directory"),
     ("align-save-masks-dense", ["align", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--save-masks", "{root}/m.pt"], "landscape align", "has no masks"),
     ("interp-align-family", ["interpolate", "{root}/dropout_mlp.pt", "{root}/dropout_mlp.pt", "--data", "test-blobs", "--model", "test-dropout-mlp", "--align"], "landscape interpolate", "no permutation spec"),
+    ("sweep-missing", ["sweep", "{root}/nope.json"], "landscape sweep", "does not exist"),
+    ("sweep-format", ["sweep", "{root}/other.csv"], "landscape sweep", r"\.json, \.toml or \.py"),
+    ("sweep-executor", ["sweep", "{root}/nope.json", "--executor", "pbs"], "landscape sweep", "invalid choice"),
+    ("sweep-parallel", ["sweep", "{root}/nope.json", "--max-parallel", "0"], "landscape sweep", "--max-parallel: expected a whole number >= 1"),
+    ("sweep-not-json", ["sweep", "{root}/bad.json"], "landscape sweep", "not valid JSON"),
 ]  # fmt: skip
 
 
