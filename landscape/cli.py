@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -1172,10 +1173,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        if args.command in _TRAINING and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            from landscape.train.distributed import torchrun_group
+
+            with torchrun_group(args.device) as device:  # launched by torchrun
+                args.device = device
+                return COMMANDS[args.command](args)
         return COMMANDS[args.command](args)
     except LandscapeError as err:
         _fail(f"landscape {args.command}", str(err))
         return 2
+
+
+#: Commands that train: under torchrun they join its process group (DDP, rank 0 writes).
+_TRAINING = ("train", "prune", "dst", "ensemble", "spawn", "distill")
 
 
 def _fail(prog: str, message: str) -> None:

@@ -18,8 +18,9 @@ from torch import nn
 from landscape.data import DatasetInfo, Split
 from landscape.errors import LandscapeError
 from landscape.io import load_checkpoint, read_rows
+from landscape.sparse import mask_digest
 from landscape.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
-from landscape.train import train
+from landscape.train import make_dst, train
 from landscape.train.distributed import Group, check_batch, shard
 from tests._models import register as register_test_models
 
@@ -69,6 +70,34 @@ def _no_writes_here(rank: int) -> None:
     torch.save = refuse
 
 
+#: Dynamic sparse training under DDP: drop-and-grow decided from the averaged gradients
+#: (RigL) or from the run's seeds (SET's random growth), so every process decides alike.
+DST = {"rigl": {"update_every": 3}, "set": {"update_every": 4}}
+
+
+def _dst(method: str):
+    return make_dst(method, density=0.3, drop_fraction=0.5, **DST[method])
+
+
+def _train_dst(method: str, root, rank: int | None = None):
+    """Train the plain spec under ``method``; with ``rank``, check that every process ends
+    with the same masks (their digests gathered from all processes)."""
+    controller = _dst(method)
+    train(
+        SPECS["plain"],
+        f"{root}/{method}",
+        controllers=[controller],
+        data=_data("plain"),
+        device="cpu",
+        progress=False,
+    )
+    if rank is not None:
+        digests = [None] * dist.get_world_size()
+        dist.all_gather_object(digests, mask_digest(controller.masks))
+        assert len(set(digests)) == 1, f"the processes' masks differ: {digests}"
+    return controller
+
+
 def _worker(rank: int, world: int, init_file: str, root: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -79,6 +108,8 @@ def _worker(rank: int, world: int, init_file: str, root: str) -> None:
             train(spec, f"{root}/{name}", data=_data(name), device="cpu", progress=False)
         spec = SPECS["batchnorm"]
         train(spec, f"{root}/unsynced", data=_data("batchnorm"), sync_batchnorm=False)
+        for method in DST:
+            _train_dst(method, root, rank)
     finally:
         dist.destroy_process_group()
 
@@ -98,7 +129,26 @@ def two_processes(tmp_path_factory):
     one = root / "one"
     for name, spec in SPECS.items():
         train(spec, one / name, data=_data(name), device="cpu", progress=False)
+    for method in DST:
+        _train_dst(method, one)
     return root / "ddp", one
+
+
+@pytest.mark.parametrize("method", sorted(DST))
+def test_dynamic_sparse_training_on_two_processes_ends_like_one(two_processes, method):
+    """The masks agree on every process (checked inside the workers) and with one process;
+    the weights agree to float summation order, and the update records are the same."""
+    ddp, one = two_processes
+    runs = [next((root / method).iterdir()) for root in (ddp, one)]  # the one DST run
+    assert runs[0].name == runs[1].name  # the same spec hash
+    a, b = (load_checkpoint(run / "checkpoints" / "step_12.pt") for run in runs)
+    assert _gap(a.model, b.model) < 1e-5
+    masks_a, masks_b = (next(iter(c.controllers.values()))["masks"] for c in (a, b))
+    assert masks_a.keys() == masks_b.keys() and len(masks_a) == 2
+    assert all(torch.equal(masks_a[k], masks_b[k]) for k in masks_b)
+    rows_a, rows_b = (read_rows(run / "dst.csv") for run in runs)
+    assert len(rows_a) >= 3 and rows_a == rows_b  # the updates moved the same weights
+    assert any(r["moved"] > 0 for r in rows_a)
 
 
 @pytest.mark.parametrize("name", ["plain", "batchnorm"])
@@ -107,6 +157,12 @@ def test_two_processes_train_like_one(two_processes, name):
     spec = SPECS[name]
     a, b = _final(ddp / name, spec), _final(one / name, spec)
     assert a.keys() == b.keys()
+    assert (
+        load_checkpoint(ddp / name / spec.run_hash() / "checkpoints" / "step_12.pt").meta[
+            "processes"
+        ]
+        == 2
+    )
     assert _gap(a, b) < 1e-5  # float summation order only
     if name == "batchnorm":  # the running statistics are the global batch's too
         assert any(k.endswith("running_var") for k in a)
@@ -192,3 +248,36 @@ def test_batches_split_evenly():
     assert shard(x, y, Group())[1].tolist() == list(range(6))
     with pytest.raises(LandscapeError, match="multiple of 4"):
         check_batch(30, Group(0, 4))
+
+
+def test_torchrun_runs_the_command_line(tmp_path):
+    """``torchrun --nproc-per-node 2 -m landscape dst ...`` (gloo on the CPU) writes the run
+    a one-process command writes: same spec hash, weights to float summation order, masks."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    args = ["dst", "--model", "mlp", "--model-arg", "widths=[16]", "--data", "mnist1d"]
+    args += ["--steps", "8", "--batch-size", "32", "--update-every", "3", "--density", "0.3"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    root = Path(__file__).resolve().parents[1]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    torchrun += ["--nproc-per-node", "2"]  # a free port on this machine
+    for cmd, runs in ((torchrun, "two"), ([sys.executable], "one")):
+        out = subprocess.run(
+            [*cmd, "-m", "landscape", *args, "--runs", str(tmp_path / runs)],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+    two, one = (next((tmp_path / r).iterdir()) for r in ("two", "one"))
+    assert two.name == one.name
+    a, b = (load_checkpoint(run / "checkpoints" / "step_8.pt") for run in (two, one))
+    assert (a.meta["processes"], b.meta["processes"]) == (2, 1)  # two trained as one
+    assert _gap(a.model, b.model) < 1e-5
+    masks = [c.controllers["rigl"]["masks"] for c in (a, b)]
+    assert all(torch.equal(masks[0][k], masks[1][k]) for k in masks[1])

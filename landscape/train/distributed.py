@@ -19,11 +19,15 @@ What matches one process, and what does not:
   the one-process run, so the two end with different weights.
 
     torchrun --nproc_per_node 4 my_study.py     # my_study.py calls landscape.train.train
+    torchrun --nproc_per_node 4 -m landscape train --model resnet20 --data cifar10 ...
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -178,3 +182,37 @@ def barrier(group: Group) -> None:
     """Wait until every process is here (no-op for a group of one)."""
     if group.parallel:
         dist.barrier()
+
+
+#: The commands that train, and so join the process group ``torchrun`` describes.
+TRAINING_COMMANDS = ("train", "prune", "dst", "ensemble", "spawn", "distill")
+
+
+@contextmanager
+def torchrun_group(device: str | None) -> Iterator[str | None]:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment), join its process group
+    for the duration and yield this process's device; otherwise yield ``device`` as given.
+
+    NCCL with one GPU per process (``cuda:$LOCAL_RANK``) where CUDA is available and
+    ``device`` does not ask for the CPU; gloo on the CPU. The rendezvous is torchrun's own
+    (``env://``: ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``), so ``--nnodes`` and its
+    rendezvous options work as torchrun documents them.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1 or (dist.is_available() and dist.is_initialized()):
+        yield device
+        return
+    if not dist.is_available():  # pragma: no cover - builds without torch.distributed
+        raise LandscapeError("this PyTorch build has no torch.distributed; run one process")
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
+    if cuda:
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    elif device is None:
+        device = "cpu"
+    dist.init_process_group("nccl" if cuda else "gloo")
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()

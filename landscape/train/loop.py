@@ -239,6 +239,7 @@ def train(
                 "in_shape": list(info.in_shape),
                 "loss_sum": loss_sum,
                 "loss_count": loss_count,
+                "processes": group.world_size,  # that wrote this step's weights together
             },
             controllers={c.name: c.state_dict() for c in controllers},
         )
