@@ -8,6 +8,7 @@ loss barriers on the line between them. Replicates use different init seeds. A n
 
     python analyses/stability.py --scale demo     # MNIST-1D, under 3 minutes on 2 cores
     python analyses/stability.py --scale full     # + Fashion-MNIST networks, ~15 minutes
+    python analyses/stability.py --config cifar10-resnet20 --device cuda   # the paper's, GPU
 
 Writes ``barriers.csv`` (one row per network, k, replicate), ``interpolation.csv`` (one row
 per alpha too) and the figures ``barrier_vs_rewind`` and ``interpolation`` (PDF and PNG).
@@ -47,6 +48,7 @@ class Network:
     label: str
     spec: RunSpec
     ladder: tuple[int, ...]
+    points: int = 21  # alphas on the line between the children
 
 
 def _mnist1d_conv(steps: int, ladder: tuple[int, ...]) -> Network:
@@ -69,8 +71,38 @@ def _mnist1d_conv(steps: int, ladder: tuple[int, ...]) -> Network:
     )
 
 
+def _cifar10(model: ModelSpec, label: str) -> Network:
+    """Frankle et al. 2020's CIFAR-10 setting (open_lth's defaults for ``cifar_resnet_20``
+    and ``cifar_vgg_16``): SGD with momentum 0.9, learning rate 0.1 divided by 10 at epochs
+    80 and 120 of 160, weight decay 1e-4, batch 128 (391 steps an epoch), random crops and
+    flips; rewinding up to iteration 2000, 30 alphas on the line."""
+    epoch = 391
+    train = TrainSpec(
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        schedule="step",
+        milestones=(80 * epoch, 120 * epoch),
+        gamma=0.1,
+        steps=160 * epoch,
+        batch_size=128,
+    )
+    data = DataSpec("cifar10", augment=("crop", "flip"))
+    spec = RunSpec(data=data, model=model, train=train)
+    return Network(label, spec, (0, 100, 500, 1000, 2000), points=30)
+
+
+#: GPU-scale settings (``--config``): the paper's networks on CIFAR-10 from a local root.
+CONFIGS = {
+    "cifar10-resnet20": lambda: _cifar10(ModelSpec("resnet20"), "ResNet-20 / CIFAR-10"),
+    "cifar10-vgg16": lambda: _cifar10(ModelSpec("vgg16"), "VGG-16 / CIFAR-10"),
+}
+
+
 def networks(scale: str) -> list[Network]:
-    """The study's networks at ``scale`` (``ci``, ``demo`` or ``full``)."""
+    """The study's networks at ``scale`` (``ci``, ``demo`` or ``full``) or a GPU config."""
+    if scale in CONFIGS:
+        return [CONFIGS[scale]()]
     if scale == "ci":
         return [_mnist1d_conv(160, (0, 4, 16))]
     if scale == "demo":
@@ -133,7 +165,9 @@ def run_network(
             )
             model_a, model_b = a.load_model(device=device), b.load_model(device=device)
             bn = has_batchnorm(model_a)
-            res = interpolate(model_a, model_b, test_d, train_data=bn_d if bn else None)
+            res = interpolate(
+                model_a, model_b, test_d, points=net.points, train_data=bn_d if bn else None
+            )
             keys = {"network": net.label, "rewind_step": k, "replicate": replicate}
             barrier_rows.append(
                 {
@@ -183,6 +217,9 @@ def summarize(barrier_rows: list[dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=["ci", "demo", "full"], default="demo")
+    parser.add_argument(
+        "--config", choices=sorted(CONFIGS), default=None, help="a GPU-scale setting"
+    )
     parser.add_argument("--replicates", type=int, default=3, help="init seeds per network")
     parser.add_argument("--runs", default="runs", help="runs root (reused across calls)")
     parser.add_argument(
@@ -200,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
     log.setLevel(logging.INFO)
+    args.scale = args.config or args.scale
     out = Path(
         args.out
         or ("figures/stability" if args.scale == "full" else f"results/stability-{args.scale}")

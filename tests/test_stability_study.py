@@ -24,6 +24,23 @@ def test_summary_names_the_first_stable_step():
     assert "k=0: 10.00±0.00%" in line
 
 
+def test_configs_build_the_papers_settings():
+    study = _load()
+    assert set(study.CONFIGS) == {"cifar10-resnet20", "cifar10-vgg16"}
+    for name in study.CONFIGS:
+        (net,) = study.networks(name)
+        t = net.spec.train
+        assert (t.steps, t.milestones, t.batch_size, t.weight_decay) == (
+            62560,
+            (31280, 46920),
+            128,
+            1e-4,
+        )
+        assert net.spec.data.name == "cifar10" and net.spec.data.augment == ("crop", "flip")
+        assert {500, 1000} <= set(net.ladder) and net.points == 30
+        assert net.spec.model.name == name.split("-")[1]
+
+
 @pytest.mark.slow
 def test_stability_study_ci_scale(tmp_path, capsys):
     study = _load()
