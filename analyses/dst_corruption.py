@@ -56,6 +56,7 @@ from landscape.plot.robustness import (
     with_reference_line,
 )
 from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
+from landscape.sweep import add_study_options, study_replicates, study_sweep
 from landscape.train import make_dst, train
 
 log = logging.getLogger("dst_corruption")
@@ -198,7 +199,7 @@ def _cells(folder: Path, info, device):
     return cell
 
 
-def run_network(net: Network, replicates: int, runs: Path, device) -> tuple[list, list]:
+def run_network(net: Network, replicates: list[int], runs: Path, device) -> tuple[list, list]:
     """Train every method at every density and replicate; accuracy and per-cell rows."""
     data = (
         get_dataset(net.spec.data.name, net.spec.data.root, split="train"),
@@ -212,7 +213,7 @@ def run_network(net: Network, replicates: int, runs: Path, device) -> tuple[list
     folder = corrupted_folder(net, runs)
     cell = _cells(folder, data[1].info, device)
     accuracy_rows, cell_rows, spectral = [], [], []
-    for replicate in range(replicates):
+    for replicate in replicates:
         start = time.perf_counter()
         spec = run_spec(net, replicate)
         for method in net.methods:
@@ -306,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     parser.add_argument("--plot-only", action="store_true", help="redraw from the CSVs")
     parser.add_argument("-v", "--verbose", action="store_true")
+    add_study_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO if args.verbose else logging.WARNING)
@@ -319,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
         default_out += f"/{args.network}" if scale == "full" else f"-{args.network}"
     out = Path(args.out or default_out)
     try:
+        if args.executor and not args.plot_only:  # the replicates' runs first, as a sweep
+            argv = sys.argv[1:] if argv is None else argv
+            result = study_sweep(__file__, argv, args, args.runs)
+            if result.failed:
+                print(result.report())
+                return 1
         return _run(args, scale, out)
     except LandscapeError as err:
         print(f"dst_corruption: error: {' '.join(str(err).split())}", file=sys.stderr)
@@ -341,7 +349,7 @@ def _run(args: argparse.Namespace, scale: str, out: Path) -> int:
             )
         accuracy_rows, cell_rows, spectral = [], [], []
         for net in _networks(args, scale):
-            a, c, f = run_network(net, args.replicates, runs, device)
+            a, c, f = run_network(net, study_replicates(args), runs, device)
             accuracy_rows += a
             cell_rows += c
             spectral += f

@@ -70,6 +70,7 @@ from landscape.plot import (
 )
 from landscape.sparse import density, hamming_distance, jaccard_distance
 from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
+from landscape.sweep import add_study_options, study_replicates, study_sweep
 from landscape.train import dense_ensemble, dst_ensemble, edst_ensemble
 
 log = logging.getLogger("freetickets")
@@ -203,14 +204,14 @@ def ensembles(net: Network, replicate: int, runs: Path, data, device) -> dict:
     return out
 
 
-def run_network(net: Network, replicates: int, runs: Path, device: torch.device) -> dict:
+def run_network(net: Network, replicates: list[int], runs: Path, device: torch.device) -> dict:
     """Every ensemble of one network: metric, pair, embedding and reliability rows."""
     train_split = get_dataset(net.spec.data.name, net.spec.data.root, split="train")
     test_split = get_dataset(net.spec.data.name, net.spec.data.root, split="test")
     test_d = test_split.to(device)
     bn_d = train_split.subset(BN_EXAMPLES).to(device)
     tables: dict[str, list[dict]] = {n: [] for n in TABLES}
-    for replicate in range(replicates):
+    for replicate in replicates:
         start = time.perf_counter()
         by_method = ensembles(net, replicate, runs, (train_split, test_split), device)
         keys = {"network": net.label, "replicate": replicate}
@@ -387,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     parser.add_argument("--plot-only", action="store_true", help="redraw from the CSVs")
     parser.add_argument("-v", "--verbose", action="store_true")
+    add_study_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO if args.verbose else logging.WARNING)  # not matplotlib's fonts
@@ -399,6 +401,12 @@ def main(argv: list[str] | None = None) -> int:
         args.out or ("figures/freetickets" if scale == "full" else f"results/freetickets-{scale}")
     )
     try:
+        if args.executor and not args.plot_only:  # the replicates' runs first, as a sweep
+            argv = sys.argv[1:] if argv is None else argv
+            result = study_sweep(__file__, argv, args, args.runs)
+            if result.failed:
+                print(result.report())
+                return 1
         return _run(args, scale, out)
     except LandscapeError as err:
         print(f"freetickets: error: {' '.join(str(err).split())}", file=sys.stderr)
@@ -414,7 +422,9 @@ def _run(args: argparse.Namespace, scale: str, out: Path) -> int:
     else:
         tables = {n: [] for n in names}
         for net in networks(scale):
-            for name, rows in run_network(net, args.replicates, Path(args.runs), device).items():
+            for name, rows in run_network(
+                net, study_replicates(args), Path(args.runs), device
+            ).items():
                 tables[name] += rows
         for name in names:
             write_rows(out / f"{name}.csv", tables[name])

@@ -78,6 +78,7 @@ from landscape.plot import (
 )
 from landscape.sparse import density, shuffle_masks
 from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
+from landscape.sweep import add_study_options, study_replicates, study_sweep
 from landscape.train.distill import DistillSpec, distill
 from landscape.train.imp import imp, train_masked
 
@@ -301,7 +302,7 @@ def arms_of(net: Network, replicate: int, runs: Path, data, device) -> list[Arm]
 
 def run_network(
     net: Network,
-    replicates: int,
+    replicates: list[int],
     runs: Path,
     device: torch.device,
     curvature: Curvature = Curvature(),
@@ -317,7 +318,7 @@ def run_network(
     spectrum_d = train_split.subset(SPECTRUM_EXAMPLES).to(device)
     level_rows, barrier_rows, curve_rows = [], [], []
     hessian_rows, spectrum_rows, diagonals, surface_rows, mark_rows = [], [], [], [], []
-    for replicate in range(replicates):
+    for replicate in replicates:
         start = time.perf_counter()
         spec = replicate_spec(net, replicate)
         for arm in arms_of(net, replicate, runs, data, device):
@@ -585,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default=None)
     parser.add_argument("--plot-only", action="store_true", help="re-render from the CSVs")
+    add_study_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
     log.setLevel(logging.INFO)
@@ -593,6 +595,12 @@ def main(argv: list[str] | None = None) -> int:
         args.out or ("figures/sparse_lmc" if scale == "full" else f"results/sparse_lmc-{scale}")
     )
     try:
+        if args.executor and not args.plot_only:  # the replicates' runs first, as a sweep
+            argv = sys.argv[1:] if argv is None else argv
+            result = study_sweep(__file__, argv, args, args.runs)
+            if result.failed:
+                print(result.report())
+                return 1
         return _run(args, scale, out)
     except LandscapeError as err:
         print(f"sparse_lmc: error: {' '.join(str(err).split())}", file=sys.stderr)
@@ -630,7 +638,7 @@ def _run(args: argparse.Namespace, scale: str, out: Path) -> int:
         rows = {t: [] for t in tables}
         for net in networks(scale):
             net = replace(net, distill=_distill_choice(net.distill, args))
-            found = run_network(net, args.replicates, Path(args.runs), device, curvature)
+            found = run_network(net, study_replicates(args), Path(args.runs), device, curvature)
             for t in tables:
                 rows[t] += found[t]
         for t in tables:

@@ -9,6 +9,8 @@ loss barriers on the line between them. Replicates use different init seeds. A n
     python analyses/stability.py --scale demo     # MNIST-1D, under 3 minutes on 2 cores
     python analyses/stability.py --scale full     # + Fashion-MNIST networks, ~15 minutes
     python analyses/stability.py --config cifar10-resnet20 --device cuda   # the paper's, GPU
+    python analyses/stability.py --config cifar10-resnet20 --executor slurm --gpus 1 \
+        --partition gpu --max-parallel 3      # one Slurm job per replicate, then gathered
 
 Writes ``barriers.csv`` (one row per network, k, replicate), ``interpolation.csv`` (one row
 per alpha too) and the figures ``barrier_vs_rewind`` and ``interpolation`` (PDF and PNG).
@@ -33,6 +35,7 @@ from landscape.errors import LandscapeError
 from landscape.io import read_rows, write_rows
 from landscape.plot import barrier_vs_rewind, interpolation_curves, save_figure
 from landscape.specs import DataSpec, ModelSpec, RunSpec, Seeds, TrainSpec
+from landscape.sweep import add_study_options, study_replicates, study_sweep
 from landscape.train import spawn
 
 log = logging.getLogger("stability")
@@ -136,7 +139,7 @@ def networks(scale: str) -> list[Network]:
 
 
 def run_network(
-    net: Network, replicates: int, runs: Path, device: torch.device
+    net: Network, replicates: list[int], runs: Path, device: torch.device
 ) -> tuple[list[dict], list[dict]]:
     """Train every parent and child of one network; return barrier rows and curve rows."""
     train_split = get_dataset(net.spec.data.name, net.spec.data.root, split="train")
@@ -146,7 +149,7 @@ def run_network(
     # training set: a few thousand examples pin them down, the whole set costs 10x more
     bn_d = train_split.subset(BN_EXAMPLES).to(device)
     barrier_rows, curve_rows = [], []
-    for replicate in range(replicates):
+    for replicate in replicates:
         parent = replace(
             net.spec,
             seeds=Seeds(init_seed=replicate, noise_seed=0),
@@ -234,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="re-render the figures from the CSVs already in --out",
     )
+    add_study_options(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
     log.setLevel(logging.INFO)
@@ -243,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         or ("figures/stability" if args.scale == "full" else f"results/stability-{args.scale}")
     )
     try:
+        if args.executor and not args.plot_only:  # the replicates' runs first, as a sweep
+            result = study_sweep(__file__, sys.argv[1:] if argv is None else argv, args, args.runs)
+            if result.failed:
+                print(result.report())
+                return 1
         return _run(args, out)
     except LandscapeError as err:  # a user error: one line, as the CLI prints it
         print(f"stability: error: {' '.join(str(err).split())}", file=sys.stderr)
@@ -258,7 +267,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     else:
         barrier_rows, curve_rows = [], []
         for net in networks(args.scale):
-            b, c = run_network(net, args.replicates, Path(args.runs), device)
+            b, c = run_network(net, study_replicates(args), Path(args.runs), device)
             barrier_rows += b
             curve_rows += c
         write_rows(table, barrier_rows)

@@ -52,20 +52,29 @@ LOG_TAIL = 8
 
 @dataclass(frozen=True)
 class Job:
-    """One command line of a sweep: ``landscape <command> <argv...>``."""
+    """One command line of a sweep: ``landscape <command> <argv...>``, or with ``script``
+    a study, ``python <script> <argv...>`` (``command`` then names the study)."""
 
     command: str
     argv: tuple[str, ...]
+    script: str | None = None
 
     @property
     def key(self) -> str:
         """The digest naming this job's log and marker."""
-        return digest({"command": self.command, "argv": list(self.argv)})
+        fields = {"command": self.command, "argv": list(self.argv)}
+        if self.script is not None:
+            fields["script"] = self.script
+        return digest(fields)
 
     def cli(self) -> list[str]:
+        if self.script is not None:
+            return [sys.executable, self.script, *self.argv]
         return [sys.executable, "-m", "landscape", self.command, *self.argv]
 
     def __str__(self) -> str:
+        if self.script is not None:
+            return " ".join(["python", self.script, *self.argv])
         return " ".join(["landscape", self.command, *self.argv])
 
 
@@ -363,3 +372,94 @@ def _tail(path: Path, lines: int = LOG_TAIL) -> list[str]:
     except OSError:
         return ["(no log)"]
     return text.rstrip("\n").splitlines()[-lines:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Studies as sweeps: one job per replicate, then the study gathers the runs they left
+
+#: Options a study takes to run as a sweep (:func:`add_study_options`), with their arity.
+_STUDY_OPTIONS = {"--executor": 1, "--max-parallel": 1, "--partition": 1, "--gpus": 1}
+_STUDY_OPTIONS |= {"--time": 1, "--only-replicate": 1, "--out": 1}
+
+
+def add_study_options(parser) -> None:
+    """The options of :func:`study_sweep` on a study's ``argparse`` parser."""
+    parser.add_argument(
+        "--executor",
+        default=None,
+        choices=EXECUTORS,
+        help="train the replicates as a sweep first (one process or Slurm job each), then "
+        "gather them here",
+    )
+    parser.add_argument("--max-parallel", type=int, default=1, help="replicates at once")
+    parser.add_argument("--partition", default=None, help="Slurm partition (--executor slurm)")
+    parser.add_argument("--gpus", type=int, default=None, help="GPUs per Slurm job")
+    parser.add_argument("--time", type=int, default=None, help="minutes per Slurm job")
+    parser.add_argument(
+        "--only-replicate",
+        type=int,
+        default=None,
+        help="run this replicate alone (what each job of --executor runs)",
+    )
+
+
+def study_replicates(args) -> list[int]:
+    """The replicates a study runs: all of ``args.replicates``, or ``--only-replicate``."""
+    if args.only_replicate is None:
+        return list(range(args.replicates))
+    if not 0 <= args.only_replicate < args.replicates:
+        raise LandscapeError(
+            f"--only-replicate {args.only_replicate} is not among the {args.replicates} "
+            f"replicates (0 to {args.replicates - 1})"
+        )
+    return [args.only_replicate]
+
+
+def study_jobs(script: str | os.PathLike, argv: Sequence[str], replicates: int, state) -> list[Job]:
+    """One job per replicate: the study's own command line without the sweep options,
+    restricted to that replicate and writing its partial tables under ``state/shards``."""
+    base, skip = [], 0
+    for item in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = item.split("=", 1)[0]
+        if name in _STUDY_OPTIONS:
+            skip = 0 if "=" in item else _STUDY_OPTIONS[name]
+            continue
+        base.append(item)
+    study = Path(script).stem
+    group = digest({"study": study, "argv": base})
+    return [
+        Job(
+            study,
+            (
+                *base,
+                "--only-replicate",
+                str(r),
+                "--out",
+                str(Path(state) / "shards" / f"{study}-{group}-r{r}"),
+            ),
+            script=str(script),
+        )
+        for r in range(replicates)
+    ]
+
+
+def study_sweep(script, argv: Sequence[str], args, runs) -> SweepResult:
+    """Run a study's replicates as a sweep (``args`` from :func:`add_study_options`) before
+    the study itself gathers them: every job trains one replicate's runs under ``runs``,
+    which the gathering pass then reuses."""
+    state = runs_root(runs) / "sweeps"
+    jobs = study_jobs(script, argv, args.replicates, state)
+    slurm = {"partition": args.partition, "gpus": args.gpus, "time": args.time}
+    if args.executor == "local" and any(v is not None for v in slurm.values()):
+        raise LandscapeError("--partition, --gpus and --time are Slurm options: --executor slurm")
+    return run_sweep(
+        jobs,
+        args.executor,
+        state=state,
+        max_parallel=args.max_parallel,
+        slurm=slurm,
+        echo=lambda line: print(line, flush=True),
+    )

@@ -15,6 +15,7 @@ import pytest
 
 from landscape.cli import main
 from landscape.errors import LandscapeError
+from landscape.io import read_rows
 from landscape.specs import digest
 from landscape.sweep import Job, _Task, argv, expand, is_done, load_sweep, run_sweep
 
@@ -217,3 +218,55 @@ def test_a_killed_sweep_finishes_on_rerun_without_redoing_finished_jobs(tmp_path
     assert all(is_done(j, state) for j in jobs)
     for key, stamp in stamps.items():
         assert (state / "done" / f"{key}.json").stat().st_mtime_ns == stamp
+
+
+def test_a_study_sweeps_one_job_per_replicate(tmp_path):
+    from landscape.sweep import study_jobs
+
+    argv = ["--scale", "ci", "--executor", "slurm", "--max-parallel=3", "--out", "x"]
+    argv += ["--gpus", "1", "--replicates", "2"]
+    jobs = study_jobs("analyses/stability.py", argv, 2, tmp_path)
+    assert [j.argv[:6] for j in jobs] == [
+        ("--scale", "ci", "--replicates", "2", "--only-replicate", str(r)) for r in (0, 1)
+    ]
+    assert all(
+        j.argv[6] == "--out" and j.argv[7].startswith(str(tmp_path / "shards")) for j in jobs
+    )
+    assert jobs[0].argv[7] != jobs[1].argv[7] and jobs[0].key != jobs[1].key
+    assert jobs[0].cli()[1:3] == ["analyses/stability.py", "--scale"]
+    assert str(jobs[0]).startswith("python analyses/stability.py --scale ci")
+    assert Job("stability", ("--x",), "a.py").key != Job("stability", ("--x",)).key
+
+
+def test_only_replicate_must_be_one_of_them():
+    from types import SimpleNamespace
+
+    from landscape.sweep import study_replicates
+
+    assert study_replicates(SimpleNamespace(replicates=3, only_replicate=None)) == [0, 1, 2]
+    assert study_replicates(SimpleNamespace(replicates=3, only_replicate=2)) == [2]
+    with pytest.raises(LandscapeError, match="not among the 3 replicates"):
+        study_replicates(SimpleNamespace(replicates=3, only_replicate=3))
+
+
+@pytest.mark.slow
+def test_a_study_runs_its_replicates_as_a_sweep_then_gathers_them(tmp_path, capsys):
+    from tests._studies import load_study
+
+    study = load_study("stability")
+    argv = ["--scale", "ci", "--replicates", "2", "--runs", str(tmp_path / "runs")]
+    argv += ["--out", str(tmp_path / "out"), "--executor", "local", "--max-parallel", "2"]
+    assert study.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished: ") == 2 and "2 ran" not in out  # the study prints its own
+    rows = read_rows(tmp_path / "out" / "barriers.csv")
+    assert sorted({r["replicate"] for r in rows}) == [0, 1]
+    shards = sorted((tmp_path / "runs" / "sweeps" / "shards").iterdir())
+    assert [p.name[-2:] for p in shards] == ["r0", "r1"]
+    for shard in shards:  # each job measured its replicate as the gathering pass did
+        part = read_rows(shard / "barriers.csv")
+        r = int(shard.name[-1])
+        mine = [x for x in rows if x["replicate"] == r]
+        assert [x["error_barrier"] for x in part] == [x["error_barrier"] for x in mine]
+    assert study.main(argv) == 0
+    assert capsys.readouterr().out.count("done before: ") == 2
