@@ -18,9 +18,9 @@ from torch import nn
 from landscape.data import DatasetInfo, Split
 from landscape.errors import LandscapeError
 from landscape.io import load_checkpoint, read_rows
-from landscape.sparse import mask_digest
+from landscape.sparse import load_masks, mask_digest
 from landscape.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
-from landscape.train import make_dst, train
+from landscape.train import imp, make_dst, train
 from landscape.train.distributed import Group, check_batch, shard
 from tests._models import register as register_test_models
 
@@ -98,6 +98,41 @@ def _train_dst(method: str, root, rank: int | None = None):
     return controller
 
 
+def _train_imp(root, rank: int | None = None):
+    """Two IMP levels of the plain spec (rewound to step 6); with ``rank``, check that every
+    process holds the same masks at every level."""
+    levels = imp(
+        SPECS["plain"],
+        levels=2,
+        rate=0.5,
+        rewind_step=6,
+        root=f"{root}/imp",
+        data=_data("plain"),
+        device="cpu",
+        progress=False,
+    )
+    if rank is not None:
+        for level in levels[1:]:
+            digests = [None] * dist.get_world_size()
+            dist.all_gather_object(digests, mask_digest(level.masks))
+            assert len(set(digests)) == 1, f"level {level.level}: masks differ: {digests}"
+    return levels
+
+
+def _resume(root) -> None:
+    """The plain spec cut short at step 5 and resumed (resume points every 2 steps)."""
+    for stop in (5, None):
+        train(
+            SPECS["plain"],
+            f"{root}/resumed",
+            data=_data("plain"),
+            device="cpu",
+            progress=False,
+            resume_every=2,
+            stop_at=stop,
+        )
+
+
 def _worker(rank: int, world: int, init_file: str, root: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -110,6 +145,8 @@ def _worker(rank: int, world: int, init_file: str, root: str) -> None:
         train(spec, f"{root}/unsynced", data=_data("batchnorm"), sync_batchnorm=False)
         for method in DST:
             _train_dst(method, root, rank)
+        _train_imp(root, rank)
+        _resume(root)
     finally:
         dist.destroy_process_group()
 
@@ -131,7 +168,29 @@ def two_processes(tmp_path_factory):
         train(spec, one / name, data=_data(name), device="cpu", progress=False)
     for method in DST:
         _train_dst(method, one)
+    _train_imp(one)
     return root / "ddp", one
+
+
+def test_imp_on_two_processes_finds_the_masks_of_one(two_processes):
+    ddp, one = two_processes
+    found = {}
+    for root in (ddp, one):
+        masks = sorted((root / "imp").rglob("masks.pt"))
+        found[root] = {p.parent.name: load_masks(p) for p in masks}
+    a, b = found[ddp], found[one]
+    assert len(a) == 2 and a.keys() == b.keys()  # levels 1 and 2, the same run hashes
+    for run in a:
+        assert all(torch.equal(a[run][k], b[run][k]) for k in b[run])
+
+
+def test_a_run_cut_short_resumes_on_two_processes(two_processes):
+    ddp, one = two_processes
+    spec = SPECS["plain"]
+    resumed = _final(ddp / "resumed", spec)
+    assert _gap(resumed, _final(one / "plain", spec)) < 1e-5  # as if never interrupted
+    ckpt = load_checkpoint(ddp / "resumed" / spec.run_hash() / "checkpoints" / "step_12.pt")
+    assert ckpt.meta["processes"] == 2
 
 
 @pytest.mark.parametrize("method", sorted(DST))
