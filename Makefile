@@ -67,6 +67,7 @@ bench: setup
 	$(PY) benchmarks/distill_dm.py --quick
 	$(PY) benchmarks/curvature.py --quick
 	$(PY) benchmarks/surface.py --quick
+	$(PY) benchmarks/train_throughput.py --quick
 
 clean:
 	rm -rf runs results .pytest_cache

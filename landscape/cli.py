@@ -139,6 +139,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--milestones", type=_ints, default=())
     p.add_argument("--gamma", type=float, default=0.1, help="decay of --schedule step")
     p.add_argument("--warmup-steps", type=_whole(0), default=0)
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="bf16: bfloat16 autocast of the forward pass (part of the run's name)",
+    )
     p.add_argument("--eval-every", type=_whole(0), default=0)
     p.add_argument(
         "--checkpoint-steps",
@@ -207,6 +213,13 @@ def _parser() -> argparse.ArgumentParser:
         default=1000,
         help="write a resume point every N steps (0: only at saved steps)",
     )
+    t.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels-last layout for image models (default: on CUDA)",
+    )
+    t.add_argument("--compile", action="store_true", help="torch.compile the training step")
     t.add_argument(
         "--stop-at",
         type=_whole(0),
@@ -502,6 +515,7 @@ def _run_spec(args: argparse.Namespace):
             batch_size=args.batch_size,
             eval_every=args.eval_every,
             checkpoint_steps=args.checkpoint_steps,
+            precision=args.precision,
         ),
         seeds=Seeds(init_seed=args.init_seed, noise_seed=args.noise_seed),
     )
@@ -512,7 +526,13 @@ def _train(args: argparse.Namespace) -> int:
 
     spec = _run_spec(args)
     run = train(
-        spec, args.runs, device=args.device, resume_every=args.resume_every, stop_at=args.stop_at
+        spec,
+        args.runs,
+        device=args.device,
+        resume_every=args.resume_every,
+        stop_at=args.stop_at,
+        channels_last=args.channels_last,
+        compile=args.compile,
     )
     print(run.dir)
     return 0

@@ -20,6 +20,8 @@ from landscape.errors import LandscapeError
 
 SCHEDULES = ("constant", "cosine", "step", "linear")
 OPTIMIZERS = ("sgd", "adam")
+#: ``TrainSpec.precision``: float32 throughout, or bfloat16 autocast of the forward pass.
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,9 @@ class TrainSpec:
         batch_size: examples per step.
         eval_every: steps between evaluations written to ``metrics.csv`` (0: only at the end).
         checkpoint_steps: steps whose weights are kept; step 0 and the last are always kept.
+        precision: ``"fp32"``, or ``"bf16"``: the forward pass and the loss under bfloat16
+            autocast (weights, gradients and the optimiser stay float32; evaluation is in
+            float32). It changes the arithmetic, so it is part of the run's name.
     """
 
     optimizer: str = "sgd"
@@ -125,6 +130,7 @@ class TrainSpec:
     batch_size: int = 128
     eval_every: int = 0
     checkpoint_steps: tuple[int, ...] = ()
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         # 1 and 1.0 must name the same run, whether it came from Python or the CLI
@@ -147,6 +153,10 @@ class TrainSpec:
         if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
             raise LandscapeError(
                 f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
+        if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
+            raise LandscapeError(
+                f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
             )
         if not isinstance(self.schedule, str) or self.schedule not in SCHEDULES:
             raise LandscapeError(

@@ -558,6 +558,7 @@ CLI_CASES = [
     ("align-json-dir", ["align", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--json", "{root}/empty_dir"], "landscape align", "is a directory"),
     ("align-save-masks-dense", ["align", "{ckpt}", "{ckpt}", "--data", "test-blobs", "--save-masks", "{root}/m.pt"], "landscape align", "has no masks"),
     ("interp-align-family", ["interpolate", "{root}/dropout_mlp.pt", "{root}/dropout_mlp.pt", "--data", "test-blobs", "--model", "test-dropout-mlp", "--align"], "landscape interpolate", "no permutation spec"),
+    ("train-precision", ["train", "--model", "mlp", "--data", "test-blobs", "--precision", "fp16"], "landscape train", "invalid choice"),
     ("sweep-missing", ["sweep", "{root}/nope.json"], "landscape sweep", "does not exist"),
     ("sweep-format", ["sweep", "{root}/other.csv"], "landscape sweep", r"\.json, \.toml or \.py"),
     ("sweep-executor", ["sweep", "{root}/nope.json", "--executor", "pbs"], "landscape sweep", "invalid choice"),

@@ -329,3 +329,43 @@ def test_a_killed_run_resumes_from_its_last_resume_point(tmp_path):
     done = load_checkpoint(run_dir / "checkpoints" / "step_30.pt").model
     ref = load_checkpoint(Path(out_whole.split()[0]) / "checkpoints" / "step_30.pt").model
     assert _equal(done, ref)  # bitwise
+
+
+def _conv_spec(**train_kw) -> RunSpec:
+    kw = dict(lr=0.05, steps=12, batch_size=32, eval_every=6)
+    kw.update(train_kw)
+    model = ModelSpec("convnet", {"depth": 2, "width": 4, "norm": "batch"})
+    return RunSpec(data=DataSpec("test-images"), model=model, train=TrainSpec(**kw))
+
+
+def test_bf16_autocast_is_another_run_close_to_fp32(tmp_path):
+    fp32, bf16 = _conv_spec(), _conv_spec(precision="bf16")
+    assert fp32.run_hash() == _conv_spec(precision="fp32").run_hash()  # the default
+    assert bf16.run_hash() != fp32.run_hash()
+    a, b = train(fp32, tmp_path), train(bf16, tmp_path)
+    wa, wb = _weights(a), _weights(b)
+    assert all(wb[k].dtype == wa[k].dtype for k in wa)  # weights stay float32
+    gap = max((wa[k] - wb[k]).abs().max().item() for k in wa if wa[k].is_floating_point())
+    assert 0 < gap < 0.05  # bfloat16 rounding, not another training
+    assert abs(a.metrics()[-1]["train_loss"] - b.metrics()[-1]["train_loss"]) < 0.05
+    with pytest.raises(LandscapeError, match="unknown precision"):
+        TrainSpec(precision="fp16")
+
+
+def test_channels_last_trains_the_same_run(tmp_path):
+    spec = _conv_spec()
+    a = train(spec, tmp_path / "a", channels_last=False)
+    b = train(spec, tmp_path / "b", channels_last=True)
+    assert a.dir.name == b.dir.name
+    wa, wb = _weights(a), _weights(b)
+    assert max((wa[k].double() - wb[k].double()).abs().max().item() for k in wa) < 1e-5
+    assert train(spec, tmp_path / "b").dir == b.dir  # reused whatever the layout
+
+
+@pytest.mark.slow
+def test_compiled_training_step_trains_the_same_run(tmp_path):
+    spec = _spec(steps=8, eval_every=0, checkpoint_steps=())
+    a = train(spec, tmp_path / "a")
+    b = train(spec, tmp_path / "b", compile=True)
+    wa, wb = _weights(a), _weights(b)
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
