@@ -122,7 +122,7 @@ def tiny_split(n: int = 37, shape: tuple[int, ...] = (3, 8, 8), seed: int = 0) -
 
 
 def test_registry_lists_every_dataset():
-    builtin = ["cifar10", "cifar100", "fashion-mnist", "mnist", "mnist1d"]
+    builtin = ["cifar10", "cifar100", "fashion-mnist", "mnist", "mnist1d", "tiny-imagenet"]
     builtin += [f"{c}:<corruption>:<severity>" for c in ("cifar10-c", "cifar100-c")]
     builtin += ["distilled:<key>", "tiny-imagenet-c:<corruption>:<severity>"]
     # conftest registers fabricated datasets named test-*

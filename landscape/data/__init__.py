@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 # Importing the loader modules registers their datasets.
-from landscape.data import cifar, corrupted, distilled, generated, mnist  # noqa: F401
+from landscape.data import cifar, corrupted, distilled, generated, mnist, tiny_imagenet  # noqa: F401
 from landscape.data.corrupted import (
     BENCHMARK_CORRUPTIONS,
     CORRUPTIONS,

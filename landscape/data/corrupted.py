@@ -96,7 +96,7 @@ CIFAR100_CLASSES = tuple(
     tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
 )
 # Tiny-ImageNet's training statistics as the field uses them (e.g. tjmoon0104's
-# pytorch-tiny-imagenet recipe); no clean Tiny-ImageNet loader is registered here yet.
+# pytorch-tiny-imagenet recipe); the clean set is landscape.data.tiny_imagenet's.
 TINY_IMAGENET_MEAN = (0.4802, 0.4481, 0.3975)
 TINY_IMAGENET_STD = (0.2302, 0.2265, 0.2262)
 _IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
