@@ -20,7 +20,7 @@ from landscape.errors import LandscapeError
 from landscape.io import load_checkpoint, read_rows
 from landscape.sparse import load_masks, mask_digest
 from landscape.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
-from landscape.train import imp, make_dst, train
+from landscape.train import EDST, imp, make_dst, train
 from landscape.train.distributed import Group, check_batch, shard
 from tests._models import register as register_test_models
 
@@ -72,11 +72,19 @@ def _no_writes_here(rank: int) -> None:
 
 #: Dynamic sparse training under DDP: drop-and-grow decided from the averaged gradients
 #: (RigL) or from the run's seeds (SET's random growth), so every process decides alike.
-DST = {"rigl": {"update_every": 3}, "set": {"update_every": 4}}
+DST = {
+    "rigl": {"update_every": 3},
+    "set": {"update_every": 4},
+    "granet": {"update_every": 2, "init_density": 0.6, "prune_end": 8},
+    "edst": {"update_every": 2, "tickets": 2, "explore_steps": 6, "phase_steps": 3},
+}
 
 
 def _dst(method: str):
-    return make_dst(method, density=0.3, drop_fraction=0.5, **DST[method])
+    options = dict(density=0.3, drop_fraction=0.5, **DST[method])
+    if method == "edst":  # the FreeTickets ensemble's controller
+        return EDST(**options)
+    return make_dst(method, **options)
 
 
 def _train_dst(method: str, root, rank: int | None = None):
