@@ -334,3 +334,29 @@ def test_bad_pairs_and_extrapolated_alphas():
         evaluate(_mlp(0), (x, y[:, None]))
     # the maximum is over [0, 1]; points beyond are extrapolation
     assert barriers([-0.5, 0, 0.5, 1, 1.5], [9.0, 0.0, 0.4, 0.0, 9.0]) == pytest.approx((0.4, 0.4))
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        lambda: [nn.Flatten(), nn.ReLU(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)],
+        lambda: [nn.Identity(), nn.ReLU(), nn.Linear(12, 3)],
+        lambda: [nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)],
+    ],
+)
+def test_in_place_relus_never_touch_the_callers_data_or_model(layers):
+    """The private copy runs ReLUs in place where only the layer before reads their input:
+    the curve equals a plain evaluation, and the caller's data and modules are untouched."""
+    torch.manual_seed(0)
+    a, b = nn.Sequential(*layers()), nn.Sequential(*layers())
+    x, y = torch.randn(40, 12) - 0.5, torch.randint(0, 3, (40,))
+    before = x.clone()
+    res = interpolate(a, b, (x, y), points=5)
+    assert torch.equal(x, before)
+    assert not any(getattr(m, "inplace", False) for m in [*a, *b])
+    for alpha, loss in zip(res.alphas, res.loss):
+        mix = copy.deepcopy(a)
+        with torch.no_grad():
+            for p, q in zip(mix.parameters(), b.parameters()):
+                p.lerp_(q, alpha)
+            assert loss == pytest.approx(F.cross_entropy(mix(x), y).item(), rel=1e-5)

@@ -373,6 +373,7 @@ class _Line:
         device = model_device(model_a)
         self.b = {k: v.detach().to(device, copy=True) for k, v in _tensors(model_b).items()}
         self.layout = _ChannelsLast(self.work, enabled=device.type == "cpu")
+        _relu_in_place(self.work)
         self.first = _first_layer(self.work)
         self.mode = "plain"
         self.captured: torch.Tensor | None = None
@@ -608,6 +609,33 @@ class _ChannelsLast:
             m.dilation,
             m.groups,
         )
+
+
+#: Layers whose output is a fresh tensor, so a ReLU right after one may overwrite it.
+_FRESH = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.GroupNorm,
+    nn.LayerNorm,
+)
+
+
+def _relu_in_place(model: nn.Module) -> None:
+    """Make the ReLUs of a (private) top-level ``nn.Sequential`` that follow a layer with a
+    fresh output work in place. In a plain chain that output feeds only the ReLU, so
+    nothing else reads what it overwrites (after a Flatten or Identity it could be the
+    caller's data, and in a nested Sequential a residual block may add its input back:
+    those are left alone)."""
+    if not isinstance(model, nn.Sequential) or type(model).forward is not nn.Sequential.forward:
+        return
+    layers = list(model)
+    for before, module in zip(layers, layers[1:]):
+        if type(module) is nn.ReLU and isinstance(before, _FRESH):
+            module.inplace = True
 
 
 def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
