@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -134,7 +133,6 @@ def main() -> int:
         print("no CUDA device here: nothing to check (the CPU paths are the test suite's)")
         print(json.dumps({"device": None, "ratios": {}}))
         return 0
-    os.environ.setdefault("OMP_NUM_THREADS", "4")
     if device.type == "cuda":
         card = f"{torch.cuda.get_device_name(0)} x {torch.cuda.device_count()}"
     else:

@@ -99,7 +99,7 @@ def tangent_diagonal(problem, block: int) -> torch.Tensor:
                         continue  # frozen: not a variable
                     lo = offsets[full]
                     mine = coords[(coords >= lo) & (coords < lo + param.numel())] - lo
-                    width = _widest(cache, index, len(y))
+                    width = _widest(cache, index)
                     step = max(1, min(block, TANGENT_ELEMENTS // width))
                     for s in range(0, len(mine), step):
                         cols = mine[s : s + step]
@@ -169,9 +169,10 @@ def _smooth_derivatives(module: nn.Module, out: torch.Tensor) -> dict[str, torch
     return {"slope": slope, "curvature": slope * (1 - 2 * out)}
 
 
-def _widest(cache: _Cache, index: int, n: int) -> int:
-    """Elements per column of the largest tangent from layer ``index`` up."""
-    return max(t.numel() for t in cache.inputs[index + 1 :]) or n
+def _widest(cache: _Cache, index: int) -> int:
+    """Elements per column of the largest tangent from layer ``index`` up (its output, the
+    layers above, the logits)."""
+    return max(1, *(t.numel() for t in cache.inputs[index + 1 :]))
 
 
 def _max_pool(module, h):
