@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         or ("figures/stability" if args.scale == "full" else f"results/stability-{args.scale}")
     )
     try:
-        if args.executor and not args.plot_only:  # the replicates' runs first, as a sweep
+        if args.executor and args.only_replicate is None and not args.plot_only:
+            # the replicates' runs first, as a sweep (its jobs run one replicate each)
             result = study_sweep(__file__, sys.argv[1:] if argv is None else argv, args, args.runs)
             if result.failed:
                 print(result.report())

@@ -1193,7 +1193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        if args.command in _TRAINING and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        if args.command in _TRAINING and _world_size() > 1:
             from landscape.train.distributed import torchrun_group
 
             with torchrun_group(args.device) as device:  # launched by torchrun
@@ -1203,6 +1203,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LandscapeError as err:
         _fail(f"landscape {args.command}", str(err))
         return 2
+
+
+def _world_size() -> int:
+    text = os.environ.get("WORLD_SIZE", "") or "1"
+    try:
+        return int(text)
+    except ValueError:
+        raise LandscapeError(
+            f"WORLD_SIZE={text!r} is not a number; launch with torchrun, which sets it"
+        ) from None
 
 
 #: Commands that train: under torchrun they join its process group (DDP, rank 0 writes).

@@ -164,7 +164,7 @@ def expand(blocks: Sequence[Mapping[str, Any]]) -> list[Job]:
 def argv(args: Mapping[str, Any]) -> list[str]:
     """Command-line arguments from ``{name: value}`` (module docstring)."""
     out: list[str] = []
-    positional = args.get("positional", [])
+    positional = args.get("positional") or []
     if isinstance(positional, (str, bytes)) or not isinstance(positional, Sequence):
         positional = [positional]
     out.extend(str(p) for p in positional)
@@ -423,8 +423,8 @@ def study_jobs(script: str | os.PathLike, argv: Sequence[str], replicates: int, 
         if skip:
             skip -= 1
             continue
-        name = item.split("=", 1)[0]
-        if name in _STUDY_OPTIONS:
+        name = _study_option(item.split("=", 1)[0])
+        if name is not None:
             skip = 0 if "=" in item else _STUDY_OPTIONS[name]
             continue
         base.append(item)
@@ -444,6 +444,15 @@ def study_jobs(script: str | os.PathLike, argv: Sequence[str], replicates: int, 
         )
         for r in range(replicates)
     ]
+
+
+def _study_option(name: str) -> str | None:
+    """The sweep option ``name`` stands for, abbreviations included (argparse accepts any
+    unambiguous prefix), or ``None``."""
+    if not name.startswith("--") or len(name) < 3:
+        return None
+    found = [option for option in _STUDY_OPTIONS if option.startswith(name)]
+    return found[0] if len(found) == 1 else None
 
 
 def study_sweep(script, argv: Sequence[str], args, runs) -> SweepResult:

@@ -446,3 +446,45 @@ def test_a_mask_over_everything_is_refused():
     data = (torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 1, 0, 1]))
     with pytest.raises(LandscapeError, match="prune every parameter"):
         hessian_diagonal(model, data, masks={"0.weight": torch.zeros(2, 3, dtype=torch.bool)})
+
+
+def _shared_activation():
+    act = nn.ReLU()
+    return nn.Sequential(nn.Linear(5, 6), act, nn.Linear(6, 6), act, nn.Linear(6, 3))
+
+
+def _tied():
+    net = nn.Sequential(
+        nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 6), nn.Tanh(),
+        nn.Linear(6, 3),
+    )  # fmt: skip
+    net[4].weight = net[2].weight
+    return net
+
+
+def _in_place_after_groupnorm():
+    return nn.Sequential(
+        nn.Linear(5, 6), nn.GroupNorm(2, 6), nn.ReLU(inplace=True), nn.Linear(6, 3)
+    )
+
+
+def _weight_norm():
+    net = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3))
+    nn.utils.parametrizations.weight_norm(net[0])
+    return net
+
+
+@pytest.mark.parametrize(
+    "factory", [_shared_activation, _tied, _in_place_after_groupnorm, _weight_norm]
+)
+def test_shared_tied_in_place_and_parametrized_layers_stay_exact(factory):
+    """Layers used twice, tied weights, an in-place ReLU after a curved layer and a weight
+    parametrization: each method either handles them or is not chosen for them."""
+    torch.manual_seed(0)
+    model = factory().double()
+    x, y = torch.randn(11, 5, dtype=torch.float64), torch.randint(0, 3, (11,))
+    reference = dense_hessian(model, x, y).diag()
+    for method in ("exact", "auto"):
+        result = hessian_diagonal(model, (x, y), method)
+        assert result.method == "exact"  # BackPACK would miss the second use or the tie
+        assert rel_err(result.flat(), reference) < 1e-9, method

@@ -336,12 +336,18 @@ def test_bad_pairs_and_extrapolated_alphas():
     assert barriers([-0.5, 0, 0.5, 1, 1.5], [9.0, 0.0, 0.4, 0.0, 9.0]) == pytest.approx((0.4, 0.4))
 
 
+def _shared_relu() -> list[nn.Module]:
+    act = nn.ReLU()
+    return [nn.Flatten(), act, nn.Linear(12, 8), act, nn.Linear(8, 3)]
+
+
 @pytest.mark.parametrize(
     "layers",
     [
         lambda: [nn.Flatten(), nn.ReLU(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)],
         lambda: [nn.Identity(), nn.ReLU(), nn.Linear(12, 3)],
         lambda: [nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)],
+        lambda: _shared_relu(),  # one ReLU after a Flatten and after a Linear
     ],
 )
 def test_in_place_relus_never_touch_the_callers_data_or_model(layers):
@@ -360,3 +366,14 @@ def test_in_place_relus_never_touch_the_callers_data_or_model(layers):
             for p, q in zip(mix.parameters(), b.parameters()):
                 p.lerp_(q, alpha)
             assert loss == pytest.approx(F.cross_entropy(mix(x), y).item(), rel=1e-5)
+
+
+def test_a_hook_on_the_layer_before_keeps_its_relu_out_of_place():
+    """A forward hook may keep a layer's output: the ReLU after it must not overwrite it."""
+    torch.manual_seed(0)
+    a, b = (nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)) for _ in range(2))
+    seen = []
+    a[0].register_forward_hook(lambda m, i, out: seen.append(out))
+    x, y = torch.randn(40, 12), torch.randint(0, 3, (40,))
+    interpolate(a, b, (x, y), points=3)
+    assert seen and all((out < 0).any() for out in seen)  # the pre-activations, negatives kept

@@ -79,6 +79,10 @@ def test_arguments_render_as_the_command_line_expects():
     ]  # fmt: skip
 
 
+def test_no_positional_arguments_render_as_none():
+    assert argv({"positional": None, "step": 1}) == ["--step", "1"]
+
+
 def test_json_toml_and_python_files_give_the_same_jobs(tmp_path):
     block = {"command": "train", "args": {"model": "mlp", "data": "mnist1d"}}
     block["grid"] = {"init_seed": [0, 1]}
@@ -223,7 +227,7 @@ def test_a_killed_sweep_finishes_on_rerun_without_redoing_finished_jobs(tmp_path
 def test_a_study_sweeps_one_job_per_replicate(tmp_path):
     from landscape.sweep import study_jobs
 
-    argv = ["--scale", "ci", "--executor", "slurm", "--max-parallel=3", "--out", "x"]
+    argv = ["--scale", "ci", "--exec", "slurm", "--max-par=3", "--out", "x"]  # abbreviated
     argv += ["--gpus", "1", "--replicates", "2"]
     jobs = study_jobs("analyses/stability.py", argv, 2, tmp_path)
     assert [j.argv[:6] for j in jobs] == [

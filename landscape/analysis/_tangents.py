@@ -35,6 +35,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from landscape.errors import LandscapeError
+
 #: Elements of one block's tangents at their widest layer. Small enough that the allocator
 #: reuses memory rather than mapping fresh pages for every intermediate (glibc maps blocks
 #: over 32 MiB anew each time, and those page faults cost more than the arithmetic).
@@ -45,37 +47,79 @@ _POOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.MaxPool1d, nn.MaxPool2d)
 _PASS = (nn.Identity, nn.Dropout)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 _SMOOTH = (nn.Tanh, nn.Sigmoid)  # elementwise, with a second derivative
+_SIMPLE = (nn.Linear, nn.GroupNorm, nn.ReLU, nn.LeakyReLU, nn.Flatten, *_SMOOTH, *_POOLS, *_PASS)
 
 
-def sequential_layers(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]] | None:
-    """The layers of an ``nn.Sequential`` (nested ones flattened) with their qualified names,
-    or ``None`` if any layer is one this method does not handle."""
-    if not isinstance(model, nn.Sequential):
+def sequential_layers(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The layers of a plain ``nn.Sequential`` (nested ones flattened) with their qualified
+    names, or ``None`` if this method does not handle the model: a layer of another kind (a
+    subclass with its own forward included), a module or parameter used twice (shared
+    activations, tied weights), a parametrization or a hook."""
+    layers = _layers(model, "")
+    if layers is None or shares(model):
+        return None
+    return layers
+
+
+def shares(model: nn.Module) -> bool:
+    """Whether a module or a parameter of ``model`` is used in two places (a shared
+    activation, tied weights): per-layer methods would count it once."""
+    modules, params = [], []
+
+    def walk(module: nn.Module) -> None:
+        modules.append(module)
+        params.extend(module._parameters.values())
+        for child in module._modules.values():
+            if child is not None:
+                walk(child)
+
+    walk(model)
+    params = [p for p in params if p is not None]
+    return len({id(m) for m in modules}) < len(modules) or len({id(p) for p in params}) < len(
+        params
+    )
+
+
+def _layers(model: nn.Module, prefix: str) -> list[tuple[str, nn.Module]] | None:
+    if type(model).forward is not nn.Sequential.forward or hooked(model):
         return None
     out = []
-    for name, module in model.named_children():
+    for name, module in model._modules.items():  # repeats too: a shared module counts twice
         qualified = f"{prefix}{name}"
         if isinstance(module, nn.Sequential):
-            inner = sequential_layers(module, qualified + ".")
+            inner = _layers(module, qualified + ".")
             if inner is None:
                 return None
             out.extend(inner)
-        elif _supported(module):
+        elif module is not None and _supported(module) and not hooked(module):
             out.append((qualified, module))
         else:
             return None
     return out or None
 
 
-def _supported(module: nn.Module) -> bool:
-    if type(module) in _CONVS:
-        return module.groups == 1 and module.padding_mode == "zeros"
-    if isinstance(module, _NORMS):
-        return module.running_mean is not None  # eval mode uses the running statistics
-    return isinstance(
-        module,
-        (nn.Linear, nn.GroupNorm, nn.ReLU, nn.LeakyReLU, nn.Flatten, *_SMOOTH, *_POOLS, *_PASS),
+def hooked(module: nn.Module) -> bool:
+    """Whether ``module`` runs hooks or parametrizations around its own forward."""
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or getattr(module, "parametrizations", None)
     )
+
+
+def covers(layers: list[tuple[str, nn.Module]], names: list[str]) -> bool:
+    """Whether every variable (``names``) is a parameter the layers hold themselves."""
+    own = {f"{n}.{p}" for n, m in layers for p, _ in m.named_parameters(recurse=False)}
+    return set(names) <= own
+
+
+def _supported(module: nn.Module) -> bool:
+    kind = type(module)  # exact types: a subclass may compute something else
+    if kind in _CONVS:
+        return module.groups == 1 and module.padding_mode == "zeros"
+    if kind in _NORMS:
+        return module.running_mean is not None  # eval mode uses the running statistics
+    return kind in _SIMPLE
 
 
 def tangent_diagonal(problem, block: int) -> torch.Tensor:
@@ -83,6 +127,8 @@ def tangent_diagonal(problem, block: int) -> torch.Tensor:
     :func:`sequential_layers` accepts), as a flat vector over ``problem.params``; zero
     outside the mask's coordinates."""
     layers = sequential_layers(problem.model)
+    if layers is None or not covers(layers, problem.names):
+        raise LandscapeError("forward tangents do not handle this model; use Hessian columns")
     offsets, start = {}, 0
     for name, p in zip(problem.names, problem.params):
         offsets[name] = start
@@ -131,6 +177,10 @@ def _forward(layers, x: torch.Tensor, y: torch.Tensor) -> _Cache:
             if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)):
                 out, idx = _max_pool(module, h)
                 extra[i] = {"indices": idx}
+            elif isinstance(module, nn.ReLU):  # never in place: a curved layer's output
+                out = F.relu(h)  # below must keep its value for the gradient taken at it
+            elif isinstance(module, nn.LeakyReLU):
+                out = F.leaky_relu(h, module.negative_slope)
             else:
                 out = module(h)
             if curved:

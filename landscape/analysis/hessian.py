@@ -48,7 +48,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.analysis._tangents import sequential_layers, tangent_diagonal
+from landscape.analysis._tangents import (
+    covers,
+    hooked,
+    sequential_layers,
+    shares,
+    tangent_diagonal,
+)
 from landscape.analysis.evaluate import (
     DEFAULT_BATCH,
     as_model,
@@ -147,9 +153,11 @@ class HessianDiagonal:
 def backpack_supports(model: nn.Module) -> bool:
     """Whether BackPACK's exact ``DiagHessian`` handles ``model``: an ``nn.Sequential``
     (nested ones too) whose layers are all among the ones it extends."""
-    if not isinstance(model, nn.Sequential):
+    if not isinstance(model, nn.Sequential) or hooked(model) or shares(model):
         return False
     for module in model.children():
+        if hooked(module):  # BackPACK's extensions see neither hooks nor parametrizations
+            return False
         if isinstance(module, nn.Sequential):
             if not backpack_supports(module):
                 return False
@@ -743,7 +751,8 @@ def _exact_diagonal(problem: _Problem, block: int) -> torch.Tensor:
     by brute force, Hessian columns ``H e_i`` for every variable ``i``, ``block`` at a time
     (curvlinops multiplies a block of columns with one vmapped product per batch), keeping
     ``H_ii``."""
-    if sequential_layers(problem.model) is not None:
+    layers = sequential_layers(problem.model)
+    if layers is not None and covers(layers, problem.names):
         return tangent_diagonal(problem, block)
     return _column_diagonal(problem, block)
 

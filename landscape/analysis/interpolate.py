@@ -632,10 +632,17 @@ def _relu_in_place(model: nn.Module) -> None:
     those are left alone)."""
     if not isinstance(model, nn.Sequential) or type(model).forward is not nn.Sequential.forward:
         return
-    layers = list(model)
-    for before, module in zip(layers, layers[1:]):
-        if type(module) is nn.ReLU and isinstance(before, _FRESH):
-            module.inplace = True
+    names = list(model._modules)
+    for before, name in zip(names, names[1:]):
+        module, fresh = model._modules[name], model._modules[before]
+        quiet = not (_hooks(module) or _hooks(fresh))  # a hook may keep the fresh output
+        if type(module) is nn.ReLU and isinstance(fresh, _FRESH) and quiet:
+            # a new module at this place only: the same ReLU may serve elsewhere too
+            model._modules[name] = nn.ReLU(inplace=True)
+
+
+def _hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
