@@ -8,6 +8,7 @@ plain Python values. Every user error, from argument parsing or from the library
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -1198,7 +1199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             with torchrun_group(args.device) as device:  # launched by torchrun
                 args.device = device
-                return COMMANDS[args.command](args)
+                if int(os.environ.get("RANK", "0") or 0) == 0:
+                    return COMMANDS[args.command](args)
+                with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                    return COMMANDS[args.command](args)  # process 0 alone reports
         return COMMANDS[args.command](args)
     except LandscapeError as err:
         _fail(f"landscape {args.command}", str(err))

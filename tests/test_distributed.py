@@ -341,6 +341,7 @@ def test_torchrun_runs_the_command_line(tmp_path):
             timeout=240,
         )
         assert out.returncode == 0, out.stdout + out.stderr
+        assert out.stdout.count("rigl: density") == 1  # process 0 alone reports
     two, one = (next((tmp_path / r).iterdir()) for r in ("two", "one"))
     assert two.name == one.name
     a, b = (load_checkpoint(run / "checkpoints" / "step_8.pt") for run in (two, one))
