@@ -401,13 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out or ("figures/freetickets" if scale == "full" else f"results/freetickets-{scale}")
     )
     try:
-        if args.executor and args.only_replicate is None and not args.plot_only:
-            # the replicates' runs first, as a sweep (its jobs run one replicate each)
-            argv = sys.argv[1:] if argv is None else argv
-            result = study_sweep(__file__, argv, args, args.runs)
-            if result.failed:
-                print(result.report())
-                return 1
+        if not study_sweep(__file__, argv, args):  # with --executor: replicates first
+            return 1
         return _run(args, scale, out)
     except LandscapeError as err:
         print(f"freetickets: error: {' '.join(str(err).split())}", file=sys.stderr)

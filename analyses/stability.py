@@ -247,12 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         or ("figures/stability" if args.scale == "full" else f"results/stability-{args.scale}")
     )
     try:
-        if args.executor and args.only_replicate is None and not args.plot_only:
-            # the replicates' runs first, as a sweep (its jobs run one replicate each)
-            result = study_sweep(__file__, sys.argv[1:] if argv is None else argv, args, args.runs)
-            if result.failed:
-                print(result.report())
-                return 1
+        if not study_sweep(__file__, argv, args):  # with --executor: replicates first
+            return 1
         return _run(args, out)
     except LandscapeError as err:  # a user error: one line, as the CLI prints it
         print(f"stability: error: {' '.join(str(err).split())}", file=sys.stderr)

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from landscape.analysis import hessian_diagonal, hessian_operator
-from landscape.analysis._tangents import tangent_diagonal
+from landscape.analysis._tangents import tangent_diagonal, tangent_layers
 from landscape.analysis.hessian import _column_diagonal, _Problem
 from landscape.data import get_dataset
 from landscape.models import create_model
@@ -184,7 +184,8 @@ def error_vs_time(sample: int, probe_counts: tuple[int, ...]) -> dict:
     idx = torch.randperm(params, generator=torch.Generator().manual_seed(0))[:sample]
     problem.active = idx.sort().values
     idx = problem.active
-    t_ref, exact = _seconds(lambda: tangent_diagonal(problem, 64), 1)
+    layers = tangent_layers(problem.model, problem.names)
+    t_ref, exact = _seconds(lambda: tangent_diagonal(problem, layers, 64), 1)
     exact = exact[idx]
     print(
         f"ConvNet-3 GroupNorm width 128 ({params} parameters): exact diagonal at {sample} "

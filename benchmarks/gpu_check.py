@@ -95,27 +95,10 @@ def check_nccl(device: torch.device) -> dict:
 
 
 def throughput(steps: int, device: torch.device, compile: bool) -> tuple[dict, dict]:
-    plain = tp.plain_step(tp.SYNTHETIC, None, 128, steps, device)
-    rows = {"plain": plain, "ours_fp32": tp.ours_step(tp.SYNTHETIC, None, 128, steps, device)}
-    for name, options in {
-        "ours_bf16": {"precision": "bf16"},
-        "ours_bf16_channels_last": {"precision": "bf16", "channels_last": True},
-        "ours_bf16_channels_last_compile": {
-            "precision": "bf16",
-            "channels_last": True,
-            "compile": True,
-        },
-    }.items():
-        if "compile" in name and not compile:
-            continue
-        rows[name] = tp.ours_step(tp.SYNTHETIC, None, 128, steps, device, **options)
-    for name, t in rows.items():
-        print(f"{name}: {1e3 * t:.2f} ms a step, {128 / t:.0f} images/s")
-    ratios = {"overhead_vs_plain_loop": rows["ours_fp32"] / plain}
-    for name, t in rows.items():
-        if name.startswith("ours_bf16"):
-            ratios[f"speedup_vs_fp32_eager_{name[len('ours_') :]}"] = rows["ours_fp32"] / t
-    return {k: {"step_s": t, "images_per_s": 128 / t} for k, t in rows.items()}, ratios
+    rows, ratios = tp.measure(tp.SYNTHETIC, None, 128, steps, device, True, compile)
+    for name, row in rows.items():
+        print(f"{name}: {1e3 * row['step_s']:.2f} ms a step, {row['images_per_s']:.0f} images/s")
+    return rows, ratios
 
 
 def main() -> int:

@@ -1118,7 +1118,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from landscape.sweep import default_state, is_done, load_sweep, run_sweep
+    from landscape.sweep import default_state, echo, is_done, load_sweep, run_sweep
 
     jobs = load_sweep(args.file)
     for job in jobs:  # every command line is checked before any runs
@@ -1137,16 +1137,9 @@ def _sweep(args: argparse.Namespace) -> int:
         "account": args.account,
         "qos": args.qos,
     }
-    if args.executor == "local" and any(v is not None for v in slurm.values()):
-        raise LandscapeError("--partition, --gpus, ... are Slurm options: add --executor slurm")
     print(f"{len(jobs)} jobs; logs and markers in {state}", flush=True)
     result = run_sweep(
-        jobs,
-        args.executor,
-        state=state,
-        max_parallel=args.max_parallel,
-        slurm=slurm,
-        echo=lambda line: print(line, flush=True),
+        jobs, args.executor, state=state, max_parallel=args.max_parallel, slurm=slurm, echo=echo
     )
     print(result.report())
     return 1 if result.failed else 0

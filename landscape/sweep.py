@@ -240,6 +240,12 @@ def run_sweep(
         raise LandscapeError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
     if not isinstance(max_parallel, int) or max_parallel < 1:
         raise LandscapeError(f"max_parallel must be a whole number >= 1, got {max_parallel!r}")
+    given = sorted(k for k, v in (slurm or {}).items() if v is not None)
+    if executor == "local" and given:
+        raise LandscapeError(
+            f"Slurm options ({', '.join(given)}) apply to the slurm executor only "
+            f"(--executor slurm)"
+        )
     state = Path(state) if state is not None else default_state()
     (state / "logs").mkdir(parents=True, exist_ok=True)
     (state / "done").mkdir(parents=True, exist_ok=True)
@@ -455,20 +461,29 @@ def _study_option(name: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def study_sweep(script, argv: Sequence[str], args, runs) -> SweepResult:
-    """Run a study's replicates as a sweep (``args`` from :func:`add_study_options`) before
-    the study itself gathers them: every job trains one replicate's runs under ``runs``,
-    which the gathering pass then reuses."""
-    state = runs_root(runs) / "sweeps"
-    jobs = study_jobs(script, argv, args.replicates, state)
-    slurm = {"partition": args.partition, "gpus": args.gpus, "time": args.time}
-    if args.executor == "local" and any(v is not None for v in slurm.values()):
-        raise LandscapeError("--partition, --gpus and --time are Slurm options: --executor slurm")
-    return run_sweep(
-        jobs,
+def study_sweep(script, argv: Sequence[str] | None, args) -> bool:
+    """Before a study gathers its replicates, run them as a sweep when ``--executor`` asks
+    for it (``args`` from :func:`add_study_options`, ``args.runs`` the runs root): every job
+    trains one replicate's runs, which the gathering pass then reuses. Jobs themselves
+    (``--only-replicate``) never sweep. Returns whether the study may go on; failures are
+    printed with their logs."""
+    if not args.executor or args.only_replicate is not None or getattr(args, "plot_only", False):
+        return True
+    argv = sys.argv[1:] if argv is None else argv
+    state = runs_root(args.runs) / "sweeps"
+    result = run_sweep(
+        study_jobs(script, argv, args.replicates, state),
         args.executor,
         state=state,
         max_parallel=args.max_parallel,
-        slurm=slurm,
-        echo=lambda line: print(line, flush=True),
+        slurm={"partition": args.partition, "gpus": args.gpus, "time": args.time},
+        echo=echo,
     )
+    if result.failed:
+        print(result.report())
+    return not result.failed
+
+
+def echo(line: str) -> None:
+    """Print a sweep's progress line at once (jobs run for hours)."""
+    print(line, flush=True)

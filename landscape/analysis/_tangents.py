@@ -35,8 +35,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from landscape.errors import LandscapeError
-
 #: Elements of one block's tangents at their widest layer. Small enough that the allocator
 #: reuses memory rather than mapping fresh pages for every intermediate (glibc maps blocks
 #: over 32 MiB anew each time, and those page faults cost more than the arithmetic).
@@ -107,10 +105,14 @@ def hooked(module: nn.Module) -> bool:
     )
 
 
-def covers(layers: list[tuple[str, nn.Module]], names: list[str]) -> bool:
-    """Whether every variable (``names``) is a parameter the layers hold themselves."""
+def tangent_layers(model: nn.Module, names: list[str]) -> list[tuple[str, nn.Module]] | None:
+    """The layers :func:`tangent_diagonal` runs on, or ``None`` where it does not apply:
+    :func:`sequential_layers`, and every variable (``names``) one of their own parameters."""
+    layers = sequential_layers(model)
+    if layers is None:
+        return None
     own = {f"{n}.{p}" for n, m in layers for p, _ in m.named_parameters(recurse=False)}
-    return set(names) <= own
+    return layers if set(names) <= own else None
 
 
 def _supported(module: nn.Module) -> bool:
@@ -122,13 +124,10 @@ def _supported(module: nn.Module) -> bool:
     return kind in _SIMPLE
 
 
-def tangent_diagonal(problem, block: int) -> torch.Tensor:
-    """The exact diagonal of ``problem``'s Hessian (a ``_Problem`` whose model
-    :func:`sequential_layers` accepts), as a flat vector over ``problem.params``; zero
+def tangent_diagonal(problem, layers: list[tuple[str, nn.Module]], block: int) -> torch.Tensor:
+    """The exact diagonal of ``problem``'s Hessian (a ``_Problem``; ``layers`` from
+    :func:`tangent_layers` on its model), as a flat vector over ``problem.params``; zero
     outside the mask's coordinates."""
-    layers = sequential_layers(problem.model)
-    if layers is None or not covers(layers, problem.names):
-        raise LandscapeError("forward tangents do not handle this model; use Hessian columns")
     offsets, start = {}, 0
     for name, p in zip(problem.names, problem.params):
         offsets[name] = start
@@ -139,19 +138,16 @@ def tangent_diagonal(problem, block: int) -> torch.Tensor:
         for x, y in problem.data:
             cache = _forward(layers, x, y)
             for index, (name, module) in enumerate(layers):
+                step = max(1, min(block, TANGENT_ELEMENTS // _widest(cache, index)))
                 for pname, param in module.named_parameters(recurse=False):
                     full = f"{name}.{pname}"
                     if full not in offsets:
                         continue  # frozen: not a variable
                     lo = offsets[full]
                     mine = coords[(coords >= lo) & (coords < lo + param.numel())] - lo
-                    width = _widest(cache, index)
-                    step = max(1, min(block, TANGENT_ELEMENTS // width))
                     for s in range(0, len(mine), step):
                         cols = mine[s : s + step]
-                        tangent = _seed(
-                            module, pname, cols, cache.inputs[index], cache.inputs[index + 1]
-                        )
+                        tangent = _seed(module, pname, cols, cache, index)
                         flat[lo + cols] += _propagate(layers, cache, index + 1, tangent)
     return flat / problem.count
 
@@ -270,10 +266,10 @@ def _channel_view(v: torch.Tensor, dims: int) -> torch.Tensor:
     return v.reshape(1, -1, *([1] * (dims - 2)))
 
 
-def _seed(module, pname: str, cols: torch.Tensor, u: torch.Tensor, out: torch.Tensor):
-    """The tangents of ``module``'s output ``out`` (input ``u``) along the unit vectors of
-    its parameter ``pname`` at flat positions ``cols``: shape ``(len(cols), *out.shape)``."""
-    b = len(cols)
+def _seed(module, pname: str, cols: torch.Tensor, cache: _Cache, index: int):
+    """The tangents of layer ``index``'s output along the unit vectors of its parameter
+    ``pname`` at flat positions ``cols``: shape ``(len(cols), *output shape)``."""
+    u, out, b = cache.inputs[index], cache.inputs[index + 1], len(cols)
     if type(module) in _CONVS:
         if pname == "bias":
             channel, value = cols, None
@@ -295,20 +291,10 @@ def _seed(module, pname: str, cols: torch.Tensor, u: torch.Tensor, out: torch.Te
             value = u[..., within].movedim(-1, 0)  # (b, N, ...)
         return _place_last(value, channel, out)
     # GroupNorm / BatchNorm affine parameters: the tangent of the weight is x_hat's channel
-    if pname == "bias":
-        value = None
-    elif isinstance(module, nn.GroupNorm):
-        value = _group_xhat(module, u)[:, cols].transpose(0, 1)
-    else:
-        inv = torch.rsqrt(module.running_var + module.eps)
-        xhat = (u - _channel_view(module.running_mean, u.dim())) * _channel_view(inv, u.dim())
-        value = xhat[:, cols].transpose(0, 1)
+    value = None
+    if pname != "bias":
+        value = cache.extra[index]["xhat"].reshape(u.shape)[:, cols].transpose(0, 1)
     return _place(value, cols, out)
-
-
-def _group_xhat(module: nn.GroupNorm, u: torch.Tensor) -> torch.Tensor:
-    stats = _group_stats(module, u)
-    return stats["xhat"].reshape(u.shape)
 
 
 def _place(value, channel: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

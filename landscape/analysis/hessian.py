@@ -48,13 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.analysis._tangents import (
-    covers,
-    hooked,
-    sequential_layers,
-    shares,
-    tangent_diagonal,
-)
+from landscape.analysis._tangents import hooked, shares, tangent_diagonal, tangent_layers
 from landscape.analysis.evaluate import (
     DEFAULT_BATCH,
     as_model,
@@ -751,9 +745,9 @@ def _exact_diagonal(problem: _Problem, block: int) -> torch.Tensor:
     by brute force, Hessian columns ``H e_i`` for every variable ``i``, ``block`` at a time
     (curvlinops multiplies a block of columns with one vmapped product per batch), keeping
     ``H_ii``."""
-    layers = sequential_layers(problem.model)
-    if layers is not None and covers(layers, problem.names):
-        return tangent_diagonal(problem, block)
+    layers = tangent_layers(problem.model, problem.names)
+    if layers is not None:
+        return tangent_diagonal(problem, layers, block)
     return _column_diagonal(problem, block)
 
 

@@ -184,10 +184,6 @@ def barrier(group: Group) -> None:
         dist.barrier()
 
 
-#: The commands that train, and so join the process group ``torchrun`` describes.
-TRAINING_COMMANDS = ("train", "prune", "dst", "ensemble", "spawn", "distill")
-
-
 @contextmanager
 def torchrun_group(device: str | None) -> Iterator[str | None]:
     """Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment), join its process group

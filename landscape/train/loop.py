@@ -256,9 +256,8 @@ def train(
             rows.append(_eval_row(model, test_split, state.step, train_loss, lr))
             write_rows(run.dir / "metrics.csv", rows)
 
-    images = len(info.in_shape) == 3
-    layout = device.type == "cuda" and images if channels_last is None else bool(channels_last)
-    layout = layout and images  # only 4-D batches have a channels-last layout
+    wanted = device.type == "cuda" if channels_last is None else bool(channels_last)
+    layout = wanted and len(info.in_shape) == 3  # only 4-D batches have a channels-last layout
     if layout:
         model.to(memory_format=torch.channels_last)  # parameters keep their identity
     # the model itself in a single process
