@@ -276,6 +276,48 @@ def test_the_first_layer_shortcut_is_exact_or_off(make):
     assert (line.first == "1") == isinstance(a, nn.Sequential)
 
 
+def _mixed_mlp() -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(12, 16, bias=False),
+        nn.LeakyReLU(0.2),
+        nn.Dropout(0.5),
+        nn.Linear(16, 16),
+        nn.Tanh(),
+        nn.Identity(),
+        nn.Linear(16, 8),
+        nn.Sigmoid(),
+        nn.Linear(8, 4, bias=False),
+        nn.ReLU(),
+    )
+
+
+def _hooked_mlp() -> nn.Module:
+    model = _mixed_mlp()
+    model[4].register_forward_hook(lambda m, i, out: out * 2)
+    return model
+
+
+@pytest.mark.parametrize("make", [_mixed_mlp, _hooked_mlp])
+def test_mlps_run_every_alpha_in_one_stacked_pass_and_match_the_reference(make):
+    from landscape.analysis.interpolate import _Line
+
+    torch.manual_seed(0)
+    a = make()
+    torch.manual_seed(1)
+    b = make()
+    data = _data(70, (3, 4))
+    alphas = [0.0, 0.2, 0.5, 0.7, 1.0]
+    loss, error = _reference(a, b, data, alphas)
+    for chunk, batch in ((None, None), (2, 16)):
+        res = interpolate(a, b, data, alphas=alphas, alpha_chunk=chunk, batch_size=batch)
+        assert res.loss == pytest.approx(loss, abs=1e-5)
+        assert res.error == pytest.approx(error, abs=1e-12)
+    # a hook may change what a layer returns, so a hooked model takes the plain path
+    assert (_Line(a, b).plan is None) == (make is _hooked_mlp)
+    assert a.training and b.training  # the callers' models are left as they were
+
+
 def test_conv1d_channels_last_path_matches_the_plain_model():
     torch.manual_seed(0)
     a = nn.Sequential(

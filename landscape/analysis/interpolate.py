@@ -9,6 +9,9 @@ endpoints, ``max_a [E(a) - ((1 - a) E(0) + a E(1))]``, is reported beside it.
 Speed: the data is read in batches sized to the CPU caches, each batch serves every alpha,
 and the first layer's work is shared across alphas (it is affine in its weights, see
 :class:`_Line`), so the arithmetic per alpha is that of the network above its first layer.
+For an MLP (a plain chain of Linear layers and elementwise activations) every alpha of a chunk runs
+in one batched pass (:func:`_stack_plan`), so a tiny model pays Python's per-call cost once
+per layer, not once per layer and alpha.
 For BatchNorm models the running statistics at each alpha are recomputed on training data:
 interpolated weights with the endpoints' statistics give inflated barriers (Jordan et al.
 2023, "REPAIR: REnormalizing Permuted Activations for Interpolation Repair").
@@ -24,8 +27,8 @@ import copy
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from functools import partial
-from typing import Any
+from functools import cached_property, partial
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -38,6 +41,7 @@ from landscape.analysis.evaluate import (
     DEFAULT_BATCH,
     as_model,
     as_tensors,
+    check_logits,
     eval_mode,
     forward_errors,
     iter_batches,
@@ -220,8 +224,7 @@ def interpolate(
     if batch_size is None:  # batches given as an iterable keep their own size
         probe = pair[0][:1].to(model_device(model_a), model_dtype(model_a)) if pair else None
         batch_size = DEFAULT_BATCH if probe is None else line.auto_batch(probe)
-    size = sum(t.numel() for t in line.slots.values())
-    chunk = alpha_chunk or max(1, min(len(alpha_list), (64 << 20) // max(1, size)))
+    chunk = alpha_chunk or max(1, min(len(alpha_list), (64 << 20) // max(1, line.size)))
     loss, error, count = line.curves(
         alpha_list, data, chunk, batch_size, train_data if bn_reset else None, bn_batch_size
     )
@@ -366,22 +369,38 @@ class _Line:
     """
 
     def __init__(self, model_a: nn.Module, model_b: nn.Module) -> None:
-        self.work = copy.deepcopy(model_a)
-        self.slots = _tensors(self.work)
+        self.source = model_a
         # copies, so that no pass here can touch the callers' BatchNorm buffers
         self.a = {k: v.detach().clone() for k, v in _tensors(model_a).items()}
         device = model_device(model_a)
         self.b = {k: v.detach().to(device, copy=True) for k, v in _tensors(model_b).items()}
-        self.layout = _ChannelsLast(self.work, enabled=device.type == "cpu")
-        _relu_in_place(self.work)
-        self.first = _first_layer(self.work)
+        self.size = sum(t.numel() for t in self.a.values())
+        self.first = _first_layer(model_a)
+        self.plan = _stack_plan(model_a, self.first)  # reads the model, changes nothing
+        # floats of one example's widest activation in a stacked pass
+        self.widest = max(
+            (m.out_features for m in model_a.modules() if type(m) is nn.Linear), default=1
+        )
+        self.reference = None if self.first is None else model_a.get_submodule(self.first)
+        if self.reference is not None and type(self.reference) is not nn.Linear:
+            self.reference = copy.deepcopy(self.reference)  # run by functional_call
         self.mode = "plain"
         self.captured: torch.Tensor | None = None
         self.mix: torch.Tensor | None = None  # the first layer's output at the current point
         self.checked = False
+
+    @cached_property
+    def work(self) -> nn.Module:
+        """The private copy of model A that evaluates points one at a time, built when
+        first needed (a stacked MLP pass never needs it): its first layer's forward can
+        capture its input or return the mixed output, and its convolutions run
+        channels-last on the CPU."""
+        work = copy.deepcopy(self.source)
+        self._slots = _tensors(work)
+        self._layout = _ChannelsLast(work, enabled=model_device(work).type == "cpu")
+        _relu_in_place(work)
         if self.first is not None:
-            layer = self.work.get_submodule(self.first)
-            self.reference = copy.deepcopy(layer)
+            layer = work.get_submodule(self.first)
             plain = layer.forward
 
             def forward(u: torch.Tensor) -> torch.Tensor:
@@ -393,10 +412,23 @@ class _Line:
                 return plain(u)
 
             layer.forward = forward  # only on the private copy
+        return work
+
+    @property
+    def slots(self) -> dict[str, torch.Tensor]:
+        """The private model's parameters and buffers, by name."""
+        _ = self.work  # built on first use
+        return self._slots
+
+    @property
+    def layout(self) -> _ChannelsLast:
+        """The private model's channels-last switch."""
+        _ = self.work
+        return self._layout
 
     def curves(
         self,
-        alphas: list[float],
+        alphas: list[Any],
         data: Any,
         chunk: int,
         batch_size: int,
@@ -408,15 +440,33 @@ class _Line:
         Alphas go ``chunk`` at a time (their weights are held in memory together); with
         ``train_data`` the BatchNorm statistics are recomputed at each alpha first.
         """
-        device, dtype = model_device(self.work), model_dtype(self.work)
+        device, dtype = model_device(self.source), model_dtype(self.source)
         loss_sum = torch.zeros(len(alphas), dtype=torch.float64, device=device)
         wrong = torch.zeros(len(alphas), dtype=torch.int64, device=device)
+        first = self._probe(data, batch_size, device, dtype) if self.plan is not None else None
         count = 0
         for lo in range(0, len(alphas), chunk):
-            states = self.states(alphas[lo : lo + chunk])
-            if train_data is not None:
-                self.reset_bn(states, train_data, bn_batch_size)
+            points = alphas[lo : lo + chunk]
             count = 0
+            if self.plan is not None:  # an MLP: every point of the chunk in one pass
+                # (not probed against the plain forward pass: _stack_plan admits only
+                # models whose forward pass it knows)
+                weights = self._stack_weights(points)
+                for b, (x, y) in enumerate(iter_batches(data, batch_size, device, dtype)):
+                    ends = first if b == 0 else None
+                    check = lo == 0 and b == 0
+                    for i, losses, misses in self._stacked_scores(
+                        points, weights, x, y, ends, check
+                    ):
+                        loss_sum[lo + i : lo + i + len(losses)] += losses
+                        wrong[lo + i : lo + i + len(misses)] += misses
+                    count += len(y)
+                continue
+            if train_data is not None:
+                states = self.states(points)
+                self.reset_bn(states, train_data, bn_batch_size)
+            else:  # each point's tensors are written straight into the private model
+                states = [(point, None) for point in points]
             for x, y in iter_batches(data, batch_size, device, dtype):
                 for i, logits in enumerate(self.logits(states, x)):
                     # checked once per batch: the check costs a device sync
@@ -427,6 +477,22 @@ class _Line:
         if count == 0:
             raise LandscapeError("cannot interpolate on empty data")
         return (loss_sum / count).tolist(), (wrong.double() / count).tolist(), count
+
+    def _probe(self, data: Any, batch_size: int, device, dtype) -> tuple | None:
+        """The first layer's outputs at the ends on the first batch (kept for reuse)."""
+        for x, _ in iter_batches(data, batch_size, device, dtype):
+            return self._plan_ends(x)
+        return None
+
+    def _plan_ends(self, x: torch.Tensor) -> tuple | None:
+        """The first layer's outputs at the ends for a stacked MLP pass, or ``None`` (and
+        no stacked pass from here on) when its input is not a matrix."""
+        u = x.flatten(1) if self.plan.flatten else x
+        if u.dim() != 2:
+            self.plan = None
+            return None
+        with torch.inference_mode(), forward_errors(x):
+            return self._ends(u)
 
     def states(self, alphas: Sequence[float]) -> list[tuple[float, dict[str, torch.Tensor]]]:
         """Parameters and buffers at each alpha (integer buffers come from model A)."""
@@ -444,7 +510,10 @@ class _Line:
                 if ends is not None and not self.checked:
                     self._check(x, ends)
             for alpha, state in states:
-                self._load(state)
+                if state is None:
+                    self._fill(alpha)
+                else:
+                    self._load(state)
                 if self.first is not None and ends is not None:
                     self.mode, self.mix = "mix", self._mixed(ends, alpha)
                 try:
@@ -458,6 +527,54 @@ class _Line:
         """The first layer's output at ``alpha`` from its outputs at the ends."""
         return torch.lerp(ends[0], ends[1], alpha)
 
+    def _mixed_stack(self, ends: tuple[torch.Tensor, ...], alphas: list) -> torch.Tensor:
+        """The first layer's outputs at all ``alphas``, stacked: ``(alphas, *output)``."""
+        w = torch.tensor(alphas, dtype=ends[0].dtype, device=ends[0].device)
+        return torch.lerp(ends[0], ends[1], w.view(-1, *[1] * ends[0].dim()))
+
+    def _stack_weights(self, alphas: list) -> dict[str, torch.Tensor]:
+        """The plan's Linear weights and biases at all ``alphas``, stacked."""
+        keys = [f"{name}.{t}" for name in self.plan.linears for t in _AFFINE]
+        out = {}
+        for k in (k for k in keys if k in self.a):
+            a = self.a[k]
+            w = torch.tensor(alphas, dtype=a.dtype, device=a.device)
+            out[k] = torch.lerp(a, self.b[k], w.view(-1, *[1] * a.dim()))
+        return out
+
+    def _stacked_logits(self, points: list, weights: dict, ends: tuple, lo: int = 0):
+        """The logits at ``points`` (from index ``lo`` of ``weights``) in one batched pass,
+        shape ``(points, N, classes)``."""
+        h = self._mixed_stack(ends, points)
+        hi = lo + len(points)
+        for kind, op in self.plan.steps:
+            if kind == "fn":
+                h = op(h)
+                continue
+            weight = weights[f"{op}.weight"][lo:hi].transpose(1, 2)
+            bias = weights.get(f"{op}.bias")
+            if bias is None:
+                h = torch.bmm(h, weight)
+            else:
+                h = torch.baddbmm(bias[lo:hi].unsqueeze(1), h, weight)
+        return h
+
+    def _stacked_scores(self, points, weights, x, y, ends, check: bool):
+        """Yield ``(offset, summed losses, misses)`` for groups of ``points`` on one batch;
+        a group's activations stay within :data:`_STACK_FLOATS`."""
+        ends = ends or self._plan_ends(x)
+        with torch.inference_mode(), forward_errors(x):
+            group = max(1, _STACK_FLOATS // max(1, len(y) * self.widest))
+            for lo in range(0, len(points), group):
+                logits = self._stacked_logits(points[lo : lo + group], weights, ends, lo)
+                k, n, c = logits.shape
+                if check and lo == 0:
+                    check_logits(logits[0], y)
+                # per-example losses at the model's precision, summed in float64
+                each = F.cross_entropy(logits.reshape(k * n, c), y.repeat(k), reduction="none")
+                loss = each.view(k, n).sum(dim=1, dtype=torch.float64)
+                yield lo, loss, (logits.argmax(dim=2) != y).sum(dim=1)
+
     def auto_batch(self, x: torch.Tensor, budget: int = 1 << 21) -> int:
         """A batch size whose widest activation holds about ``budget`` floats (8 MiB).
 
@@ -466,6 +583,8 @@ class _Line:
         twice as fast at 256 as at 2048, an MLP twice as fast at 2048 as at 128.
         """
         widest = x[0].numel()
+        if self.plan is not None:  # an MLP's widest activation is its widest layer
+            return _batch_for(budget, max(widest, self.widest))
 
         def hook(module: nn.Module, inputs: Any, out: Any) -> None:
             nonlocal widest
@@ -480,12 +599,21 @@ class _Line:
         finally:
             for handle in handles:
                 handle.remove()
-        return max(32, min(4096, 1 << max(0, (budget // widest).bit_length() - 1)))
+        return _batch_for(budget, widest)
 
     def _load(self, state: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
             for name, t in self.slots.items():
                 t.copy_(state[name])
+
+    def _fill(self, alpha: float) -> None:
+        """Write the tensors at ``alpha`` into the private model (as :meth:`states`)."""
+        with torch.no_grad():
+            for name, t in self.slots.items():
+                if t.is_floating_point():
+                    torch.lerp(self.a[name], self.b[name], alpha, out=t)
+                else:
+                    t.copy_(self.a[name])
 
     def reset_bn(self, states, train_data: Any, batch_size: int) -> None:
         """Recompute BatchNorm running statistics at each alpha, into ``states`` in place.
@@ -545,9 +673,19 @@ class _Line:
         """The first layer (input ``u``) at A and at B."""
         prefix = f"{self.first}."
         own = {k[len(prefix) :]: v for k, v in self.a.items() if k.startswith(prefix)}
-        z_a = functional_call(self.reference, own, (u,))
+        z_a = self._first_out(own, u)
         own = {k[len(prefix) :]: v for k, v in self.b.items() if k.startswith(prefix)}
-        return z_a, functional_call(self.reference, own, (u,))
+        return z_a, self._first_out(own, u)
+
+    def _first_out(self, tensors: dict[str, torch.Tensor], u: torch.Tensor) -> torch.Tensor:
+        """The first layer with ``tensors`` (its weight and bias) applied to ``u``."""
+        if type(self.reference) is nn.Linear:
+            return F.linear(u, tensors["weight"], tensors.get("bias"))
+        if u.device.type == "cpu" and _channels_last_ok(self.reference):
+            # channels-last outputs: the mixed outputs feed the next convolution uncopied
+            weight, bias = tensors["weight"], tensors.get("bias")
+            return _conv_channels_last(self.reference, weight, bias, u)
+        return functional_call(self.reference, tensors, (u,))
 
     def _probe_point(self) -> tuple[Any, dict[str, torch.Tensor]]:
         """A point inside the line (and its state) for the shortcut's check."""
@@ -569,6 +707,12 @@ class _Line:
             self.first = None
 
 
+def _batch_for(budget: int, widest: int) -> int:
+    """The power of two (32 to 4096) of examples whose widest activation holds about
+    ``budget`` floats."""
+    return max(32, min(4096, 1 << max(0, (budget // widest).bit_length() - 1)))
+
+
 class _ChannelsLast:
     """Runs the convolutions of a (private) model on channels-last data while enabled.
 
@@ -581,34 +725,45 @@ class _ChannelsLast:
     def __init__(self, model: nn.Module, enabled: bool) -> None:
         self.enabled = enabled
         for m in model.modules():
-            if type(m) in (nn.Conv1d, nn.Conv2d) and m.padding_mode == "zeros":
-                if not isinstance(m.padding, str):
-                    m.forward = partial(self._forward, m, m.forward)
+            if _channels_last_ok(m):
+                m.forward = partial(self._forward, m, m.forward)
 
     def _forward(self, m: nn.Conv1d | nn.Conv2d, plain, u: torch.Tensor) -> torch.Tensor:
-        if not self.enabled:
-            return plain(u)
-        cl = torch.channels_last
-        if isinstance(m, nn.Conv1d):
-            out = F.conv2d(
-                u.unsqueeze(2).contiguous(memory_format=cl),
-                m.weight.unsqueeze(2).contiguous(memory_format=cl),
-                m.bias,
-                (1, m.stride[0]),
-                (0, m.padding[0]),
-                (1, m.dilation[0]),
-                m.groups,
-            )
-            return out.squeeze(2)
-        return F.conv2d(
-            u.contiguous(memory_format=cl),
-            m.weight.contiguous(memory_format=cl),
-            m.bias,
-            m.stride,
-            m.padding,
-            m.dilation,
+        return _conv_channels_last(m, m.weight, m.bias, u) if self.enabled else plain(u)
+
+
+def _channels_last_ok(m: nn.Module) -> bool:
+    """Whether ``m`` is a plain Conv1d/Conv2d that :func:`_conv_channels_last` can run."""
+    plain = type(m) in (nn.Conv1d, nn.Conv2d) and m.padding_mode == "zeros"
+    return plain and not isinstance(m.padding, str)
+
+
+def _conv_channels_last(m, weight: torch.Tensor, bias, u: torch.Tensor) -> torch.Tensor:
+    """Convolution ``m`` with ``weight`` and ``bias`` on channels-last data (a Conv1d as a
+    Conv2d over a height-1 image); the output stays channels-last, so the next convolution
+    needs no copy."""
+    cl = torch.channels_last
+    if isinstance(m, nn.Conv1d):
+        out = F.conv2d(
+            u.unsqueeze(2).contiguous(memory_format=cl),
+            weight.unsqueeze(2).contiguous(memory_format=cl),
+            bias,
+            (1, m.stride[0]),
+            (0, m.padding[0]),
+            (1, m.dilation[0]),
             m.groups,
         )
+        # oneDNN answers a one-channel input in the standard layout
+        return out.contiguous(memory_format=cl).squeeze(2)
+    return F.conv2d(
+        u.contiguous(memory_format=cl),
+        weight.contiguous(memory_format=cl),
+        bias,
+        m.stride,
+        m.padding,
+        m.dilation,
+        m.groups,
+    ).contiguous(memory_format=cl)
 
 
 #: Layers whose output is a fresh tensor, so a ReLU right after one may overwrite it.
@@ -661,3 +816,63 @@ def _first_layer(model: nn.Module) -> str | None:
             plain = type(m) in affine and not hasattr(m, "parametrizations")
             return name if plain else None
     return None
+
+
+#: Elementwise activations a stacked MLP pass applies to all points at once, in place (the
+#: stacked activations are always fresh tensors).
+_ACTIVATIONS = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.Sigmoid: torch.sigmoid_}
+_AFFINE = ("weight", "bias")
+#: Floats of the activations of one stacked pass (points x batch x widest layer, 16 MiB).
+_STACK_FLOATS = 1 << 22
+
+
+class _Plan(NamedTuple):
+    """A plain MLP above its first layer: whether the input is flattened first, the steps
+    (``("linear", name)`` or ``("fn", in-place activation)``) and the Linear layers' names."""
+
+    flatten: bool
+    steps: list[tuple[str, Any]]
+    linears: list[str]
+
+
+def _stack_plan(model: nn.Module, first: str | None) -> _Plan | None:
+    """How to evaluate a (private) plain MLP at many points in one batched pass (the first
+    layer's mixed outputs stacked, then ``baddbmm`` with each layer's stacked weights), or
+    ``None`` for any other model.
+
+    An MLP here is a top-level ``nn.Sequential`` without buffers, hooks or
+    parametrizations, made of Flattens before its first Linear (which must be ``first``),
+    Linear layers, ReLU / LeakyReLU / tanh / sigmoid, and Dropout / Identity (no-ops in
+    eval mode): a model whose forward pass is fully known from its modules.
+    """
+    if first is None or not isinstance(model, nn.Sequential):
+        return None
+    if type(model).forward is not nn.Sequential.forward or any(True for _ in model.buffers()):
+        return None
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return None
+    steps: list[tuple[str, Any]] = []
+    linears: list[str] = []
+    flatten = seen = False
+    for name, m in model._modules.items():
+        if _hooks(m) or hasattr(m, "parametrizations"):
+            return None
+        kind = type(m)
+        if kind is nn.Linear:
+            if not seen and name != first:
+                return None
+            if seen:
+                steps.append(("linear", name))
+                linears.append(name)
+            seen = True
+        elif kind is nn.Flatten and not seen and (m.start_dim, m.end_dim) == (1, -1):
+            flatten = True
+        elif kind in (nn.Dropout, nn.Identity):
+            continue
+        elif kind in _ACTIVATIONS and seen:
+            steps.append(("fn", _ACTIVATIONS[kind]))
+        elif kind is nn.LeakyReLU and seen:
+            steps.append(("fn", partial(F.leaky_relu_, negative_slope=m.negative_slope)))
+        else:
+            return None
+    return _Plan(flatten, steps, linears) if seen else None

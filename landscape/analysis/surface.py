@@ -275,8 +275,7 @@ def surface(
         probe = pair[0][:1].to(model_device(model), model_dtype(model)) if pair else None
         batch_size = DEFAULT_BATCH if probe is None else grid.auto_batch(probe)
     coords = [(x,) for x in xs] if ys is None else [(x, y) for y in ys for x in xs]
-    size = sum(t.numel() for t in grid.slots.values())
-    chunk = point_chunk or max(1, min(len(coords), (64 << 20) // max(1, size)))
+    chunk = point_chunk or max(1, min(len(coords), (64 << 20) // max(1, grid.size)))
     loss, error, count = grid.curves(
         coords, data, chunk, batch_size, train_data if bn_reset else None, bn_batch_size
     )
@@ -350,14 +349,25 @@ class _Grid(_Line):
             out.append((c, state))
         return out
 
+    def _fill(self, coords):
+        with torch.no_grad():
+            for k, t in self.slots.items():
+                moves = [(c, d[k]) for c, d in zip(coords, self.dirs) if k in d]
+                if not t.is_floating_point() or not moves:
+                    t.copy_(self.a[k])
+                    continue
+                torch.add(self.a[k], moves[0][1], alpha=moves[0][0], out=t)
+                for c, d in moves[1:]:
+                    t.add_(d, alpha=c)
+
     def _ends(self, u: torch.Tensor):
         """The first layer at the origin and applied with each direction's tensors."""
         prefix = f"{self.first}."
         layer = {k[len(prefix) :]: v for k, v in self.a.items() if k.startswith(prefix)}
-        out = [torch.func.functional_call(self.reference, layer, (u,))]
+        out = [self._first_out(layer, u)]
         for d in self.dirs:
             own = {name: d.get(prefix + name, torch.zeros_like(t)) for name, t in layer.items()}
-            out.append(torch.func.functional_call(self.reference, own, (u,)))
+            out.append(self._first_out(own, u))
         return tuple(out)
 
     def _mixed(self, ends, coords):
@@ -365,6 +375,24 @@ class _Grid(_Line):
         for c, zk in zip(coords[1:], ends[2:]):
             z.add_(zk, alpha=c)
         return z
+
+    def _mixed_stack(self, ends, coords):
+        c = torch.tensor(coords, dtype=ends[0].dtype, device=ends[0].device)
+        z = torch.stack(ends[1:]).reshape(len(ends) - 1, -1)
+        return torch.addmm(ends[0].reshape(1, -1), c, z).view(len(coords), *ends[0].shape)
+
+    def _stack_weights(self, coords):
+        out = {}
+        for name in self.plan.linears:
+            for key in (f"{name}.weight", f"{name}.bias"):
+                if key not in self.a:
+                    continue
+                base = self.a[key]
+                c = torch.tensor(coords, dtype=base.dtype, device=base.device)
+                z = torch.stack([d.get(key, torch.zeros_like(base)) for d in self.dirs])
+                mixed = torch.addmm(base.reshape(1, -1), c, z.reshape(len(self.dirs), -1))
+                out[key] = mixed.view(len(coords), *base.shape)
+        return out
 
     def _probe_point(self):
         point = tuple(0.5 for _ in self.dirs)
