@@ -58,6 +58,7 @@ figures: setup
 	$(PY) analyses/dst_corruption.py --scale full
 	$(PY) analyses/dst_corruption.py --scale full --network convnet --densities 0.9 --steps 1500 --replicates 2
 	$(PY) analyses/geometry.py --scale full
+	$(PY) analyses/atlas.py --scale demo --out figures/atlas
 
 bench: setup
 	$(PY) benchmarks/interpolation.py --quick

@@ -185,7 +185,7 @@ def corrupted_folder(net: Network, runs: Path) -> Path:
     return folder
 
 
-def _cells(folder: Path, info, device):
+def corrupted_cells(folder: Path, info, device):
     """``(corruption, severity) -> (x, y)`` normalised like the clean data, on ``device``."""
     mean = torch.tensor(info.mean).view(1, -1, 1, 1)
     std = torch.tensor(info.std).view(1, -1, 1, 1)
@@ -211,7 +211,7 @@ def run_network(net: Network, replicates: list[int], runs: Path, device) -> tupl
     raw_test = (raw.x[:limit].to(device), raw.y[:limit].to(device))
     radii = _radii(raw.x.shape[-1])
     folder = corrupted_folder(net, runs)
-    cell = _cells(folder, data[1].info, device)
+    cell = corrupted_cells(folder, data[1].info, device)
     accuracy_rows, cell_rows, spectral = [], [], []
     for replicate in replicates:
         start = time.perf_counter()

@@ -70,6 +70,16 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def _names(text: str) -> list[str]:
+    """``"a,b,c"`` -> ``["a", "b", "c"]``: at least two column names."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if len(names) < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected at least two column names separated by commas, got {text!r}"
+        )
+    return names
+
+
 def _whole(minimum: int, meaning: str = ""):
     """An argparse type: a whole number >= ``minimum``; ``meaning`` explains the bound."""
 
@@ -467,6 +477,22 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("rows", help="CSV of result rows written by a study, e.g. barriers.csv")
     pl.add_argument("--out", required=True, help="output stem; writes STEM.pdf and STEM.png")
     pl.add_argument("--metric", default="error", choices=["error", "loss"])
+
+    rc = sub.add_parser(
+        "correlate",
+        help="Spearman's rho between measures of a CSV, bootstrapped over replicates",
+    )
+    rc.add_argument("rows", help="CSV of tidy rows, e.g. a study's atlas.csv")
+    rc.add_argument(
+        "--measures", type=_names, required=True, help="comma-separated columns to correlate"
+    )
+    rc.add_argument("--replicate", default="replicate", help="the column the bootstrap resamples")
+    rc.add_argument(
+        "--group", default=None, help="correlate within each value of this column (e.g. network)"
+    )
+    rc.add_argument("--resamples", type=_whole(1), default=2000)
+    rc.add_argument("--level", type=float, default=0.95, help="confidence level")
+    rc.add_argument("--out", default=None, help="write the pairs to this CSV")
 
     sw = sub.add_parser(
         "sweep", help="run a grid of commands (a JSON/TOML/Python file) here or on Slurm"
@@ -1108,6 +1134,40 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _correlate(args: argparse.Namespace) -> int:
+    from landscape.analysis import rank_correlations
+    from landscape.io import read_rows, write_rows
+
+    rows = read_rows(args.rows)
+    missing = [m for m in [*args.measures, args.group] if m and rows and m not in rows[0]]
+    if missing:
+        raise LandscapeError(
+            f"{args.rows} has no column {missing[0]!r}; its columns: {', '.join(rows[0])}"
+        )
+    groups = [None] if args.group is None else list(dict.fromkeys(r[args.group] for r in rows))
+    found = []
+    for group in groups:
+        mine = rows if group is None else [r for r in rows if r[args.group] == group]
+        pairs = rank_correlations(
+            mine,
+            args.measures,
+            replicate=args.replicate,
+            resamples=args.resamples,
+            level=args.level,
+        )
+        found += [pair if group is None else {args.group: group, **pair} for pair in pairs]
+    for pair in found:
+        where = f"{pair[args.group]}: " if args.group else ""
+        print(
+            f"{where}{pair['measure_a']} ~ {pair['measure_b']}: rho {pair['rho']:+.3f} "
+            f"[{pair['low']:+.3f}, {pair['high']:+.3f}] ({pair['rows']} rows, "
+            f"{pair['replicates']} replicates)"
+        )
+    if args.out:
+        print(write_rows(args.out, found))
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     from landscape.data import list_datasets
     from landscape.models import list_models
@@ -1170,6 +1230,7 @@ COMMANDS = {
     "hessian": _hessian,
     "surface": _surface,
     "plot": _plot,
+    "correlate": _correlate,
     "sweep": _sweep,
     "list": _list,
 }

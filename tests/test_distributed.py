@@ -15,12 +15,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from landscape.data import DatasetInfo, Split
+from landscape.data import DatasetInfo, Split, register_dataset
+from landscape.data.distilled import load_synthetic
 from landscape.errors import LandscapeError
 from landscape.io import load_checkpoint, read_rows
 from landscape.sparse import load_masks, mask_digest
 from landscape.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
 from landscape.train import EDST, imp, make_dst, train
+from landscape.train.distill import DistillSpec, distill
 from landscape.train.distributed import Group, check_batch, shard
 from tests._models import register as register_test_models
 
@@ -57,6 +59,33 @@ def _splits(name: str, shape: tuple[int, ...]) -> tuple[Split, Split]:
 def _data(name: str) -> tuple[Split, Split]:
     data = SPECS[name].data.name
     return _splits(data, (3, 8, 8) if data == "images" else (1, 12))
+
+
+@register_dataset("ddp-images")
+def _ddp_images(root, split):
+    part = _splits("ddp-images", (3, 8, 8))[0 if split == "train" else 1]
+    return part.x.numpy(), part.y.numpy(), part.info
+
+
+#: MTT: expert trajectories trained data-parallel, then the same synthetic optimisation on
+#: every process; process 0 alone writes the set.
+MTT = DistillSpec(
+    DataSpec("ddp-images"),
+    method="mtt",
+    ipc=2,
+    model=ModelSpec("convnet", {"width": 8, "depth": 1}),
+    iterations=3,
+    num_experts=2,
+    max_start_epoch=2,
+    expert_epochs=1,
+    syn_steps=3,
+    expert_batch=32,
+    lr_images=10.0,
+)
+
+
+def _distill(root):
+    return distill(MTT, f"{root}/mtt/distilled", device="cpu", progress=False)
 
 
 def _no_writes_here(rank: int) -> None:
@@ -155,6 +184,7 @@ def _worker(rank: int, world: int, init_file: str, root: str) -> None:
             _train_dst(method, root, rank)
         _train_imp(root, rank)
         _resume(root)
+        _distill(root)
     finally:
         dist.destroy_process_group()
 
@@ -177,6 +207,7 @@ def two_processes(tmp_path_factory):
     for method in DST:
         _train_dst(method, one)
     _train_imp(one)
+    _distill(one)
     return root / "ddp", one
 
 
@@ -190,6 +221,16 @@ def test_imp_on_two_processes_finds_the_masks_of_one(two_processes):
     assert len(a) == 2 and a.keys() == b.keys()  # levels 1 and 2, the same run hashes
     for run in a:
         assert all(torch.equal(a[run][k], b[run][k]) for k in b[run])
+
+
+def test_mtt_distils_on_two_processes_as_on_one(two_processes):
+    ddp, one = two_processes
+    sets = [load_synthetic(root / "mtt" / "distilled" / MTT.key())[0] for root in (ddp, one)]
+    assert sets[0].shape == (8, 3, 8, 8)
+    assert torch.allclose(sets[0], sets[1], rtol=1e-4, atol=1e-5)
+    experts = sorted(p.name for p in (ddp / "mtt").iterdir() if p.name != "distilled")
+    assert len(experts) == 2  # the experts are runs of the loop, trained data-parallel
+    assert experts == sorted(p.name for p in (one / "mtt").iterdir() if p.name != "distilled")
 
 
 def test_a_run_cut_short_resumes_on_two_processes(two_processes):

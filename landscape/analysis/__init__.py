@@ -11,6 +11,7 @@ from landscape.analysis.align import (
     register_permutation_spec,
     weight_matching,
 )
+from landscape.analysis.correlation import rank_correlations, ranks, spearman
 from landscape.analysis.diversity import (
     Diversity,
     EnsembleMetrics,
@@ -127,11 +128,14 @@ __all__ = [
     "prediction_embedding",
     "probability_metrics",
     "radius_accuracy",
+    "rank_correlations",
+    "ranks",
     "random_direction",
     "random_permutations",
     "register_permutation_spec",
     "relative_mce",
     "reliability_rows",
+    "spearman",
     "spectral_rows",
     "spectrum_radius",
     "summary_rows",

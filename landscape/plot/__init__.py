@@ -1,5 +1,6 @@
 """Figure functions: result rows -> matplotlib Figure, in one house style."""
 
+from landscape.plot.atlas import correlation_heatmap, measure_heatmap, measure_scatter
 from landscape.plot.curvature import diagonal_histograms, eigenvalue_density
 from landscape.plot.curves import (
     as_frame,
@@ -27,10 +28,13 @@ __all__ = [
     "as_frame",
     "band_plot",
     "barrier_vs_rewind",
+    "correlation_heatmap",
     "diagonal_histograms",
     "disagreement_heatmap",
     "eigenvalue_density",
     "interpolation_curves",
+    "measure_heatmap",
+    "measure_scatter",
     "metric_vs_density",
     "prediction_embedding_plot",
     "radius_accuracy_curves",

@@ -61,6 +61,7 @@ from landscape.specs import (
     jsonable,
     tuplify,
 )
+from landscape.train import distributed
 from landscape.train.loop import Run, runs_root, train
 
 log = logging.getLogger(__name__)
@@ -360,7 +361,10 @@ def distill(
     extra = _RUNNERS[spec.method](spec, problem, syn, gen, runs, show)
     record = _record(spec, problem, extra, time.perf_counter() - started)
     raw = denormalize(syn.detach(), problem.info)
-    save_distilled(folder, raw, problem.labels, problem.factor, record)
+    group = distributed.current_group()
+    if group.lead:  # under torchrun every process made the same set; process 0 writes it
+        save_distilled(folder, raw, problem.labels, problem.factor, record)
+    distributed.barrier(group)  # the others read it only once it is whole
     log.info("distilled %s (%s, IPC %d) into %s", spec.data.name, spec.method, spec.ipc, folder)
     return DistilledSet(key, folder, record)
 
