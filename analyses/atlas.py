@@ -38,8 +38,9 @@ Measures, for each kind and replicate (see :data:`MEASURES`):
     top_eigenvalue       subnetwork's Hessian (unpruned weights only), on a fixed training
                          subset
     ece, nll             calibration (15 bins) and negative log-likelihood on the test split
-    corruption_accuracy  mean accuracy over the 19 corruptions x 5 severities of the 28 px
-                         corrupted test set (image data only; dst_corruption.py's set)
+    corruption_accuracy  mean accuracy over the 19 corruptions x 5 severities of the
+                         corrupted test set dst_corruption.py makes (image data only; 28 px
+                         table for Fashion-MNIST, 32 px for CIFAR)
     radius_accuracy      accuracy on test images low-pass filtered at one radius of the
                          centred spectrum (Wu et al.'s spectral view; image data only)
     training_flops       training FLOPs relative to one dense run; a subnetwork's own
@@ -53,8 +54,8 @@ the same scale, so whatever it trained is not trained again. Each row's measures
 in ``<runs>/atlas/`` under a key of the runs they came from, so a second invocation trains
 and measures nothing and only draws.
 
-    python analyses/atlas.py --scale demo       # 2 replicates, MNIST-1D and Fashion-MNIST
-    python analyses/atlas.py --scale full       # 3 replicates; the gallery (figures/atlas)
+    python analyses/atlas.py --scale demo --out figures/atlas   # the gallery: 2 replicates
+    python analyses/atlas.py --scale full       # sparse_lmc.py's full networks, 3 replicates
     python analyses/atlas.py --config cifar10-resnet20 --device cuda --executor slurm
 
 Writes ``atlas.csv`` (one row per kind x density x dataset x replicate, every measure),
@@ -91,6 +92,7 @@ from landscape.analysis import (  # noqa: E402
     probability_metrics,
     radius_accuracy,
     rank_correlations,
+    spectrum_radius,
     ticket_barrier,
 )
 from landscape.analysis.interpolate import has_batchnorm  # noqa: E402
@@ -163,7 +165,8 @@ HIGHER_IS_BETTER = {
 RADIUS_FRACTION = 0.2
 MEMBERS = 3  # M of every ensemble (FreeTickets)
 BINS = 15  # ECE bins
-VERSION = 1  # of the cached measures: bump when a measure's definition changes
+VERSION = 2  # of the cached measures: bump when a measure's definition changes
+EIGEN_TOL = 1e-3  # relative tolerance of the top eigenvalue (Lanczos)
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,7 @@ def tools_for(net: Network, runs: Path, device: torch.device) -> Tools:
         raw = get_dataset(spec.data.name, spec.data.root, split="test", normalize=False)
         out.cell = dst_corruption.corrupted_cells(folder, test.info, device)
         out.raw_test = (raw.x[:limit].to(device), raw.y[:limit].to(device))
-        out.radius = round(RADIUS_FRACTION * raw.x.shape[-1] // 2 * 2**0.5, 2)
+        out.radius = round(RADIUS_FRACTION * spectrum_radius(*raw.x.shape[-2:]), 2)
         out.info = test.info
     return out
 
@@ -425,7 +428,7 @@ def measure(entry: Entry, net: Network, tools: Tools) -> dict[str, float]:
         )
         out.update(error_barrier=line["error_barrier"], loss_barrier=line["loss_barrier"])
         diag = hessian_diagonal(model, tools.hessian, masks=entry.masks)
-        top = hessian_eigenvalues(model, tools.hessian, k=1, masks=entry.masks, tol=1e-3)
+        top = hessian_eigenvalues(model, tools.hessian, k=1, masks=entry.masks, tol=EIGEN_TOL)
         out.update(hessian_trace=float(diag.trace), top_eigenvalue=float(top[0]))
     if tools.cell is not None:
         rows = corruption_rows(model, tools.cell, CORRUPTIONS)
@@ -438,7 +441,8 @@ def measure(entry: Entry, net: Network, tools: Tools) -> dict[str, float]:
 
 def cache_key(entry: Entry, net: Network) -> str:
     """What a row's measures depend on: its kind, the runs (their directories name their
-    specs and controllers), the measurement settings and :data:`VERSION`."""
+    specs and controllers; a run is never retrained under its name), the measurement
+    settings and :data:`VERSION`."""
     text = json.dumps(
         {
             "kind": entry.kind,
@@ -446,6 +450,10 @@ def cache_key(entry: Entry, net: Network) -> str:
             "hessian_examples": net.hessian_examples,
             "corruption_limit": net.corruption_limit,
             "points": net.base.points,
+            "bn_examples": sparse_lmc.BN_EXAMPLES,
+            "radius_fraction": RADIUS_FRACTION,
+            "bins": BINS,
+            "eigen_tol": EIGEN_TOL,
             "version": VERSION,
         },
         sort_keys=True,
@@ -563,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         default=None,
         help="folder for CSVs and figures (default: figures/atlas for --scale full, "
-        "results/atlas-<scale> otherwise)",
+        "results/atlas-<scale> otherwise; the gallery is --scale demo --out figures/atlas)",
     )
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap draws")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")

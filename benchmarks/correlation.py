@@ -68,7 +68,7 @@ def main() -> int:
     resamples = 200 if args.quick else 2000
     figures = {}
     for replicates in (3, 5):
-        rows = table(replicates, per=23)  # the demo atlas: 23 kinds x densities per network
+        rows = table(replicates, per=22)  # the demo atlas: 22 kinds x densities per network
         start = time.perf_counter()
         ours = rank_correlations(rows, MEASURES, resamples=resamples)
         t_ours = time.perf_counter() - start

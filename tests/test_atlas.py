@@ -143,10 +143,11 @@ def test_atlas_ci_end_to_end_then_a_second_run_trains_nothing(tmp_path, capsys):
         "correlations-fashion-mnist.png",
     }
     made = sorted(p.name for p in runs.iterdir())
+    table = (out / "atlas.csv").read_text()
     capsys.readouterr()
     assert study.main(argv) == 0  # every run and measure exists: nothing trains
     assert sorted(p.name for p in runs.iterdir()) == made
-    assert read_rows(out / "atlas.csv") == rows
+    assert (out / "atlas.csv").read_text() == table
     assert "error barrier vs corruption_accuracy" in capsys.readouterr().out
 
 
@@ -168,3 +169,17 @@ def test_correlate_command_groups_and_writes_pairs(tmp_path, capsys):
     assert "n0: a ~ b: rho" in capsys.readouterr().out
     assert main(["correlate", str(tmp_path / "t.csv"), "--measures", "a,zz"]) == 2
     assert "no column 'zz'" in capsys.readouterr().err
+
+
+def test_gpu_configs_swap_the_model_of_the_sparse_lmc_protocol():
+    study = load_study("atlas")
+    for name, model in (("cifar10-resnet20", "resnet20"), ("cifar10-vgg16", "vgg16")):
+        (net,) = study.networks(name)
+        assert net.base.spec.model.name == model and net.dataset == "cifar10"
+        assert net.corruption_limit is None  # the whole corrupted test split
+        assert net.base.checked == (0, 4, 9) and net.base.distill.method == "idc"
+    demo = study.networks("demo")
+    assert [n.base.label for n in demo] == [
+        "conv1d / MNIST-1D",
+        "LeNet-300-100 / Fashion-MNIST",
+    ]

@@ -61,16 +61,16 @@ def _data(name: str) -> tuple[Split, Split]:
     return _splits(data, (3, 8, 8) if data == "images" else (1, 12))
 
 
-@register_dataset("ddp-images")
+@register_dataset("test-ddp-images")
 def _ddp_images(root, split):
-    part = _splits("ddp-images", (3, 8, 8))[0 if split == "train" else 1]
+    part = _splits("test-ddp-images", (3, 8, 8))[0 if split == "train" else 1]
     return part.x.numpy(), part.y.numpy(), part.info
 
 
 #: MTT: expert trajectories trained data-parallel, then the same synthetic optimisation on
 #: every process; process 0 alone writes the set.
 MTT = DistillSpec(
-    DataSpec("ddp-images"),
+    DataSpec("test-ddp-images"),
     method="mtt",
     ipc=2,
     model=ModelSpec("convnet", {"width": 8, "depth": 1}),

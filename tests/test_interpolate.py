@@ -318,6 +318,46 @@ def test_mlps_run_every_alpha_in_one_stacked_pass_and_match_the_reference(make):
     assert a.training and b.training  # the callers' models are left as they were
 
 
+def _shared_mlp() -> nn.Module:
+    layer = nn.Linear(16, 16)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), layer, nn.ReLU(), layer, nn.Linear(16, 4))
+
+
+def _rewired_mlp() -> nn.Module:
+    model = _mixed_mlp()
+    model[7].forward = lambda u: 2 * nn.functional.linear(u, model[7].weight, model[7].bias)
+    return model
+
+
+@pytest.mark.parametrize("make", [_shared_mlp, _rewired_mlp])
+def test_mlps_whose_forward_their_modules_do_not_tell_take_the_plain_path(make):
+    from landscape.analysis.interpolate import _Line
+
+    torch.manual_seed(0)
+    a = make()
+    torch.manual_seed(1)
+    b = make()
+    data = _data(40, (3, 4))
+    alphas = [0.0, 0.4, 1.0]
+    loss, error = _reference(a, b, data, alphas)
+    res = interpolate(a, b, data, alphas=alphas)
+    assert res.loss == pytest.approx(loss, abs=1e-5)
+    assert res.error == pytest.approx(error, abs=1e-12)
+    assert _Line(a, b).plan is None
+
+
+def test_a_shuffling_loader_scores_each_batch_with_its_own_activations():
+    torch.manual_seed(0)
+    a, b = _mixed_mlp(), _mixed_mlp()
+    x, y = _data(96, (3, 4))
+    loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    alphas = [0.0, 0.3, 0.6, 1.0]
+    loss, error = _reference(a, b, (x, y), alphas)
+    res = interpolate(a, b, loader, alphas=alphas, alpha_chunk=2)  # each chunk reshuffles
+    assert res.loss == pytest.approx(loss, abs=1e-5)
+    assert res.error == pytest.approx(error, abs=1e-12)
+
+
 def test_conv1d_channels_last_path_matches_the_plain_model():
     torch.manual_seed(0)
     a = nn.Sequential(

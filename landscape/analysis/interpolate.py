@@ -397,6 +397,11 @@ class _Line:
         channels-last on the CPU."""
         work = copy.deepcopy(self.source)
         self._slots = _tensors(work)
+        every = [
+            *work.named_parameters(remove_duplicate=False),
+            *work.named_buffers(remove_duplicate=False),
+        ]
+        self._tied = len(every) != len(self._slots)
         self._layout = _ChannelsLast(work, enabled=model_device(work).type == "cpu")
         _relu_in_place(work)
         if self.first is not None:
@@ -443,7 +448,14 @@ class _Line:
         device, dtype = model_device(self.source), model_dtype(self.source)
         loss_sum = torch.zeros(len(alphas), dtype=torch.float64, device=device)
         wrong = torch.zeros(len(alphas), dtype=torch.int64, device=device)
-        first = self._probe(data, batch_size, device, dtype) if self.plan is not None else None
+        # the first batch's layer outputs serve every chunk when the batches are fixed (a
+        # DataLoader may shuffle or augment anew on every pass)
+        fixed = as_tensors(data) is not None or isinstance(data, (list, tuple))
+        first = (
+            self._probe(data, batch_size, device, dtype)
+            if self.plan is not None and fixed
+            else None
+        )
         count = 0
         for lo in range(0, len(alphas), chunk):
             points = alphas[lo : lo + chunk]
@@ -454,7 +466,7 @@ class _Line:
                 weights = self._stack_weights(points)
                 for b, (x, y) in enumerate(iter_batches(data, batch_size, device, dtype)):
                     ends = first if b == 0 else None
-                    check = lo == 0 and b == 0
+                    check = lo == 0  # every batch's labels, once
                     for i, losses, misses in self._stacked_scores(
                         points, weights, x, y, ends, check
                     ):
@@ -563,6 +575,11 @@ class _Line:
         """Yield ``(offset, summed losses, misses)`` for groups of ``points`` on one batch;
         a group's activations stay within :data:`_STACK_FLOATS`."""
         ends = ends or self._plan_ends(x)
+        if ends is None:  # this batch is no matrix: the points one at a time
+            for i, logits in enumerate(self.logits([(p, None) for p in points], x)):
+                loss, miss = scores(logits, y, check=check and i == 0)
+                yield i, loss.view(1), miss.view(1)
+            return
         with torch.inference_mode(), forward_errors(x):
             group = max(1, _STACK_FLOATS // max(1, len(y) * self.widest))
             for lo in range(0, len(points), group):
@@ -570,8 +587,10 @@ class _Line:
                 k, n, c = logits.shape
                 if check and lo == 0:
                     check_logits(logits[0], y)
-                # per-example losses at the model's precision, summed in float64
-                each = F.cross_entropy(logits.reshape(k * n, c), y.repeat(k), reduction="none")
+                # per-example losses in float32 at least, summed in float64
+                flat = logits.reshape(k * n, c)
+                flat = flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat
+                each = F.cross_entropy(flat, y.repeat(k), reduction="none")
                 loss = each.view(k, n).sum(dim=1, dtype=torch.float64)
                 yield lo, loss, (logits.argmax(dim=2) != y).sum(dim=1)
 
@@ -658,7 +677,7 @@ class _Line:
         """The first layer's output at A and at B on this batch."""
         self.mode = "capture"
         try:
-            functional_call(self.work, self.a, (x,))
+            self._functional(self.a, x)
         except _StopForward:
             pass
         finally:
@@ -668,6 +687,18 @@ class _Line:
             self.first = None
             return None
         return self._ends(u)
+
+    def _functional(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The private model run with ``state``'s tensors (every one of them).
+
+        A model that uses one module or tensor twice gets them copied in instead:
+        ``functional_call`` would put new parameter objects back into it (inference
+        tensors, under inference mode), which the points' writes could not reach.
+        """
+        if not self._tied:
+            return functional_call(self.work, state, (x,))
+        self._load(state)  # every point loads its own tensors afterwards
+        return self.work(x)
 
     def _ends(self, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The first layer (input ``u``) at A and at B."""
@@ -697,10 +728,10 @@ class _Line:
         probe = x[:8]
         short_ends = tuple(e[:8] for e in ends)
         point, mid = self._probe_point()
-        plain = functional_call(self.work, mid, (probe,))
+        plain = self._functional(mid, probe)
         self.mode, self.mix = "mix", self._mixed(short_ends, point)
         try:
-            short = functional_call(self.work, mid, (probe,))
+            short = self._functional(mid, probe)
         finally:
             self.mode, self.mix = "plain", None
         if not torch.allclose(short, plain, rtol=1e-4, atol=1e-4 * (1 + plain.abs().max())):
@@ -796,6 +827,12 @@ def _relu_in_place(model: nn.Module) -> None:
             model._modules[name] = nn.ReLU(inplace=True)
 
 
+def _plain_call(module: nn.Module) -> bool:
+    """Whether calling ``module`` runs its class's own ``forward`` (not one set on the
+    instance, nor a class that overrides ``__call__``)."""
+    return "forward" not in vars(module) and type(module).__call__ is nn.Module.__call__
+
+
 def _hooks(module: nn.Module) -> bool:
     return bool(module._forward_hooks or module._forward_pre_hooks)
 
@@ -845,17 +882,27 @@ def _stack_plan(model: nn.Module, first: str | None) -> _Plan | None:
     Linear layers, ReLU / LeakyReLU / tanh / sigmoid, and Dropout / Identity (no-ops in
     eval mode): a model whose forward pass is fully known from its modules.
     """
-    if first is None or not isinstance(model, nn.Sequential):
+    if first is None or not isinstance(model, nn.Sequential) or not _plain_call(model):
         return None
-    if type(model).forward is not nn.Sequential.forward or any(True for _ in model.buffers()):
+    kind = type(model)
+    if kind.forward is not nn.Sequential.forward or kind.__iter__ is not nn.Sequential.__iter__:
+        return None
+    if any(True for _ in model.buffers()) or _hooks(model):
         return None
     if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return None
+    children = list(model._modules.values())
+    shared = len({id(m) for m in children}) < len(children)
+    tied = len(list(model.named_parameters(remove_duplicate=False))) != len(
+        list(model.named_parameters())
+    )
+    if shared or tied:  # a layer or weight serving twice: the plain path handles it
         return None
     steps: list[tuple[str, Any]] = []
     linears: list[str] = []
     flatten = seen = False
     for name, m in model._modules.items():
-        if _hooks(m) or hasattr(m, "parametrizations"):
+        if _hooks(m) or hasattr(m, "parametrizations") or not _plain_call(m):
             return None
         kind = type(m)
         if kind is nn.Linear:

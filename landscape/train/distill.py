@@ -349,7 +349,9 @@ def distill(
         raise LandscapeError(f"distill needs a DistillSpec, got {type(spec).__name__}")
     key = spec.key()
     folder = distilled_root(root) / key
-    if (folder / "spec.json").is_file():
+    group = distributed.current_group()
+    # decided by process 0 alone: another could see the set process 0 has just written
+    if distributed.from_lead((folder / "spec.json").is_file(), group):
         return _existing(spec, folder)
     device = resolve_device(device)
     runs = Path(runs) if runs is not None else distilled_root(root).parent
@@ -361,7 +363,6 @@ def distill(
     extra = _RUNNERS[spec.method](spec, problem, syn, gen, runs, show)
     record = _record(spec, problem, extra, time.perf_counter() - started)
     raw = denormalize(syn.detach(), problem.info)
-    group = distributed.current_group()
     if group.lead:  # under torchrun every process made the same set; process 0 writes it
         save_distilled(folder, raw, problem.labels, problem.factor, record)
     distributed.barrier(group)  # the others read it only once it is whole

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -176,6 +177,16 @@ def mean(value: torch.Tensor, group: Group) -> float:
         dist.all_reduce(value)
         value /= group.world_size
     return value.item()
+
+
+def from_lead(value: Any, group: Group) -> Any:
+    """Process 0's ``value`` on every process (a picklable object; a no-op for one process):
+    decisions that read the disk are taken once, where the writing happens."""
+    if not group.parallel:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def barrier(group: Group) -> None:
