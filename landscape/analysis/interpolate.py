@@ -384,6 +384,7 @@ class _Line:
         self.reference = None if self.first is None else model_a.get_submodule(self.first)
         if self.reference is not None and type(self.reference) is not nn.Linear:
             self.reference = copy.deepcopy(self.reference)  # run by functional_call
+        self._flat_cache: dict[int, tuple] = {}
         self.mode = "plain"
         self.captured: torch.Tensor | None = None
         self.mix: torch.Tensor | None = None  # the first layer's output at the current point
@@ -402,6 +403,8 @@ class _Line:
             *work.named_buffers(remove_duplicate=False),
         ]
         self._tied = len(every) != len(self._slots)
+        self._flat = None if self._tied else _flatten(work)
+        self._slots = _tensors(work)
         self._layout = _ChannelsLast(work, enabled=model_device(work).type == "cpu")
         _relu_in_place(work)
         if self.first is not None:
@@ -424,6 +427,22 @@ class _Line:
         """The private model's parameters and buffers, by name."""
         _ = self.work  # built on first use
         return self._slots
+
+    @property
+    def flat(self) -> torch.Tensor | None:
+        """All the private model's tensors as one vector (they are views of it), or
+        ``None`` where they do not share one dtype and device, or are tied."""
+        _ = self.work
+        return self._flat
+
+    def _flat_of(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``tensors`` in the order of :attr:`flat`, as one vector (made once per dict)."""
+        key = id(tensors)
+        cached = self._flat_cache.get(key)
+        if cached is None or cached[0] is not tensors:
+            vector = torch.cat([tensors[k].reshape(-1) for k in self.slots])
+            self._flat_cache[key] = cached = (tensors, vector)
+        return cached[1]
 
     @property
     def layout(self) -> _ChannelsLast:
@@ -628,6 +647,9 @@ class _Line:
     def _fill(self, alpha: float) -> None:
         """Write the tensors at ``alpha`` into the private model (as :meth:`states`)."""
         with torch.no_grad():
+            if self.flat is not None:  # one pass over all floating tensors
+                torch.lerp(self._flat_of(self.a), self._flat_of(self.b), alpha, out=self.flat)
+                return
             for name, t in self.slots.items():
                 if t.is_floating_point():
                     torch.lerp(self.a[name], self.b[name], alpha, out=t)
@@ -831,6 +853,33 @@ def _plain_call(module: nn.Module) -> bool:
     """Whether calling ``module`` runs its class's own ``forward`` (not one set on the
     instance, nor a class that overrides ``__call__``)."""
     return "forward" not in vars(module) and type(module).__call__ is nn.Module.__call__
+
+
+def _flatten(model: nn.Module) -> torch.Tensor | None:
+    """Make every parameter and buffer of a (private) model a view of one vector, and
+    return it; ``None`` (nothing changed) unless all are floating, of one dtype and on one
+    device. A point is then written into the model in one pass."""
+    tensors = _tensors(model)
+    if not tensors:
+        return None
+    kinds = {(t.dtype, t.device) for t in tensors.values()}
+    if len(kinds) != 1 or not all(t.is_floating_point() for t in tensors.values()):
+        return None
+    dtype, device = kinds.pop()
+    flat = torch.empty(sum(t.numel() for t in tensors.values()), dtype=dtype, device=device)
+    start = 0
+    with torch.no_grad():
+        for name, t in tensors.items():
+            view = flat[start : start + t.numel()].view(t.shape)
+            view.copy_(t)
+            start += t.numel()
+            owner, _, attr = name.rpartition(".")
+            module = model.get_submodule(owner)
+            if attr in module._parameters:
+                module._parameters[attr].data = view
+            else:
+                module._buffers[attr] = view
+    return flat
 
 
 def _hooks(module: nn.Module) -> bool:

@@ -332,6 +332,7 @@ class _Grid(_Line):
                 )
             self.a = {k: origin[k].detach().to(device, copy=True) for k in self.a}
         self.dirs = directions
+        self._matrix: torch.Tensor | None = None
 
     def states(self, coords):
         out = []
@@ -351,6 +352,10 @@ class _Grid(_Line):
 
     def _fill(self, coords):
         with torch.no_grad():
+            if self.flat is not None:  # origin + directions @ coords, in one pass
+                c = torch.tensor(coords, dtype=self.flat.dtype, device=self.flat.device)
+                torch.addmv(self._flat_of(self.a), self._directions(), c, out=self.flat)
+                return
             for k, t in self.slots.items():
                 moves = [(c, d[k]) for c, d in zip(coords, self.dirs) if k in d]
                 if not t.is_floating_point() or not moves:
@@ -359,6 +364,17 @@ class _Grid(_Line):
                 torch.add(self.a[k], moves[0][1], alpha=moves[0][0], out=t)
                 for c, d in moves[1:]:
                     t.add_(d, alpha=c)
+
+    def _directions(self) -> torch.Tensor:
+        """The directions as the columns of one ``(tensors, directions)`` matrix, in the
+        order of :attr:`flat` (zero where a direction leaves a tensor alone)."""
+        if self._matrix is None:
+            columns = [
+                torch.cat([d.get(k, torch.zeros_like(self.a[k])).reshape(-1) for k in self.slots])
+                for d in self.dirs
+            ]
+            self._matrix = torch.stack(columns, dim=1)
+        return self._matrix
 
     def _ends(self, u: torch.Tensor):
         """The first layer at the origin and applied with each direction's tensors."""
