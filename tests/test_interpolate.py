@@ -298,8 +298,24 @@ def _hooked_mlp() -> nn.Module:
     return model
 
 
-@pytest.mark.parametrize("make", [_mixed_mlp, _hooked_mlp])
-def test_mlps_run_every_alpha_in_one_stacked_pass_and_match_the_reference(make):
+def _shared_mlp() -> nn.Module:
+    layer = nn.Linear(16, 16)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), layer, nn.ReLU(), layer, nn.Linear(16, 4))
+
+
+def _rewired_mlp() -> nn.Module:
+    model = _mixed_mlp()
+    model[7].forward = lambda u: 2 * nn.functional.linear(u, model[7].weight, model[7].bias)
+    return model
+
+
+@pytest.mark.parametrize(
+    "make, stacked",
+    [(_mixed_mlp, True), (_hooked_mlp, False), (_shared_mlp, False), (_rewired_mlp, False)],
+)
+def test_mlps_run_every_alpha_in_one_stacked_pass_only_when_their_modules_tell_the_forward(
+    make, stacked
+):
     from landscape.analysis.interpolate import _Line
 
     torch.manual_seed(0)
@@ -313,37 +329,10 @@ def test_mlps_run_every_alpha_in_one_stacked_pass_and_match_the_reference(make):
         res = interpolate(a, b, data, alphas=alphas, alpha_chunk=chunk, batch_size=batch)
         assert res.loss == pytest.approx(loss, abs=1e-5)
         assert res.error == pytest.approx(error, abs=1e-12)
-    # a hook may change what a layer returns, so a hooked model takes the plain path
-    assert (_Line(a, b).plan is None) == (make is _hooked_mlp)
+    # a hook may change what a layer returns, a layer may serve twice, an instance may set
+    # its own forward: such models take the plain path
+    assert (_Line(a, b).plan is not None) == stacked
     assert a.training and b.training  # the callers' models are left as they were
-
-
-def _shared_mlp() -> nn.Module:
-    layer = nn.Linear(16, 16)
-    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), layer, nn.ReLU(), layer, nn.Linear(16, 4))
-
-
-def _rewired_mlp() -> nn.Module:
-    model = _mixed_mlp()
-    model[7].forward = lambda u: 2 * nn.functional.linear(u, model[7].weight, model[7].bias)
-    return model
-
-
-@pytest.mark.parametrize("make", [_shared_mlp, _rewired_mlp])
-def test_mlps_whose_forward_their_modules_do_not_tell_take_the_plain_path(make):
-    from landscape.analysis.interpolate import _Line
-
-    torch.manual_seed(0)
-    a = make()
-    torch.manual_seed(1)
-    b = make()
-    data = _data(40, (3, 4))
-    alphas = [0.0, 0.4, 1.0]
-    loss, error = _reference(a, b, data, alphas)
-    res = interpolate(a, b, data, alphas=alphas)
-    assert res.loss == pytest.approx(loss, abs=1e-5)
-    assert res.error == pytest.approx(error, abs=1e-12)
-    assert _Line(a, b).plan is None
 
 
 def test_a_shuffling_loader_scores_each_batch_with_its_own_activations():

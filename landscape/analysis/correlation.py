@@ -22,16 +22,11 @@ from landscape.errors import LandscapeError
 
 def ranks(values: Sequence[float]) -> np.ndarray:
     """Ranks 1..n of ``values``, ties sharing the mean of the ranks they span."""
-    v = np.asarray(values, dtype=float)
-    order = np.argsort(v, kind="mergesort")
-    sorted_v = v[order]
-    out = np.empty(len(v))
-    start = 0
-    for end in range(1, len(v) + 1):
-        if end == len(v) or sorted_v[end] != sorted_v[start]:
-            out[order[start:end]] = (start + 1 + end) / 2  # mean of ranks start+1 .. end
-            start = end
-    return out
+    _, group, counts = np.unique(
+        np.asarray(values, dtype=float), return_inverse=True, return_counts=True
+    )
+    last = np.cumsum(counts)  # each group's last rank; its mean rank is (first + last) / 2
+    return (last - (counts - 1) / 2)[group]
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:

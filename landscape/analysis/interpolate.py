@@ -397,14 +397,13 @@ class _Line:
         capture its input or return the mixed output, and its convolutions run
         channels-last on the CPU."""
         work = copy.deepcopy(self.source)
-        self._slots = _tensors(work)
         every = [
             *work.named_parameters(remove_duplicate=False),
             *work.named_buffers(remove_duplicate=False),
         ]
-        self._tied = len(every) != len(self._slots)
+        self._tied = len(every) != len(_tensors(work))
         self._flat = None if self._tied else _flatten(work)
-        self._slots = _tensors(work)
+        self._slots = _tensors(work)  # after _flatten, which replaces the buffers
         self._layout = _ChannelsLast(work, enabled=model_device(work).type == "cpu")
         _relu_in_place(work)
         if self.first is not None:
